@@ -1,0 +1,263 @@
+"""Typed, frozen configuration and the named presets.
+
+Field names follow the authors' command-line arguments (``img_size``, ``lambda_ds``, ``f_lr`` ...) so that
+people coming from their code find what they know. Defaults are the paper's (Section 4 and Appendix) and the
+released models' (see ``PAPER.md``). A config is validated once, when it is built, and every error names the
+field at fault. Nothing in the package mutates a config: schedules such as the diversity weight are
+functions of the step (``stargan_v2.losses.ds_weight``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and what would be valid."""
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and (n & (n - 1)) == 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the four networks (and whether the high-pass path is used).
+
+    ``dim_in`` is the width of the first convolution; ``None`` means the released rule ``2**14 // img_size``
+    (64 at 256 px). Widths double at every downsampling, capped at ``max_conv_dim``. ``hidden_dim`` is the
+    width of the mapping network's layers. ``w_hpf > 0`` turns on the high-pass path of the CelebA-HQ model,
+    whose filter is divided by ``w_hpf``.
+    """
+
+    img_size: int = 256
+    num_domains: int = 2
+    latent_dim: int = 16
+    style_dim: int = 64
+    hidden_dim: int = 512
+    dim_in: int | None = None
+    max_conv_dim: int = 512
+    w_hpf: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.img_size, int) or not _is_power_of_two(self.img_size) or self.img_size < 16:
+            raise ConfigError(f"img_size must be a power of two >= 16 (got {self.img_size!r})")
+        min_size = 256 if self.w_hpf > 0 else 16
+        if self.img_size < min_size:
+            raise ConfigError(
+                f"img_size={self.img_size} is too small for the high-pass path (w_hpf={self.w_hpf}): "
+                "its masks act on 32, 64 and 128 px features, so use img_size >= 256 or set w_hpf=0"
+            )
+        for name in ("num_domains", "latent_dim", "style_dim", "hidden_dim", "max_conv_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer (got {value!r})")
+        if self.dim_in is not None and (not isinstance(self.dim_in, int) or self.dim_in < 1):
+            raise ConfigError(f"dim_in must be a positive integer or None for 2**14 // img_size (got {self.dim_in!r})")
+        if self.first_dim < 1:
+            raise ConfigError(f"dim_in resolves to {self.first_dim} at img_size={self.img_size}; set dim_in explicitly")
+        if not isinstance(self.w_hpf, (int, float)) or self.w_hpf < 0 or not math.isfinite(self.w_hpf):
+            raise ConfigError(f"w_hpf must be a finite number >= 0 (got {self.w_hpf!r})")
+
+    @property
+    def first_dim(self) -> int:
+        """Width of the first convolution of G, E and D (``dim_in`` or ``2**14 // img_size``)."""
+        return self.dim_in if self.dim_in is not None else 2**14 // self.img_size
+
+    @property
+    def uses_hpf(self) -> bool:
+        """Whether the generator has the high-pass (face mask) path."""
+        return self.w_hpf > 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Objective weights, optimiser settings and schedule of training.
+
+    ``ref_step_updates_all`` chooses what the reference-guided generator update steps: the authors step only
+    G (``False``, the default); ``True`` also steps the mapping network and the style encoder.
+    """
+
+    lambda_reg: float = 1.0
+    lambda_sty: float = 1.0
+    lambda_ds: float = 1.0
+    lambda_cyc: float = 1.0
+    ds_iter: int = 100_000
+    lr: float = 1e-4
+    f_lr: float = 1e-6
+    beta1: float = 0.0
+    beta2: float = 0.99
+    weight_decay: float = 1e-4
+    ema_beta: float = 0.999
+    batch_size: int = 8
+    total_iters: int = 100_000
+    randcrop_prob: float = 0.5
+    seed: int = 777
+    ref_step_updates_all: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("lambda_reg", "lambda_sty", "lambda_ds", "lambda_cyc", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number >= 0 (got {value!r})")
+        for name in ("lr", "f_lr"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ConfigError(f"{name} must be a positive number (got {value!r})")
+        for name in ("beta1", "beta2", "ema_beta"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ConfigError(f"{name} must be in [0, 1) (got {value!r})")
+        for name in ("ds_iter", "batch_size", "total_iters"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer (got {value!r})")
+        if not isinstance(self.randcrop_prob, (int, float)) or not 0 <= self.randcrop_prob <= 1:
+            raise ConfigError(f"randcrop_prob must be in [0, 1] (got {self.randcrop_prob!r})")
+        if not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer (got {self.seed!r})")
+        if not isinstance(self.ref_step_updates_all, bool):
+            raise ConfigError(f"ref_step_updates_all must be true or false (got {self.ref_step_updates_all!r})")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of a run: the architecture and the training settings."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """A JSON-ready nested dict (``{"model": {...}, "train": {...}}``)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """The config as indented JSON, as written into run directories and checkpoints."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        """Build a config from ``to_dict`` output; unknown fields are an error that names them."""
+        sections = {"model": ModelConfig, "train": TrainConfig}
+        unknown = set(data) - set(sections)
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected 'model' and 'train'")
+        built = {}
+        for name, section_cls in sections.items():
+            values = dict(data.get(name, {}))
+            names = {f.name for f in fields(section_cls)}
+            extra = set(values) - names
+            if extra:
+                raise ConfigError(f"unknown field(s) {sorted(extra)} in config section '{name}'")
+            built[name] = section_cls(**values)
+        return cls(**built)
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        """Inverse of ``to_json``."""
+        return cls.from_dict(json.loads(text))
+
+    def override(self, assignments: Iterable[str]) -> Config:
+        """Apply ``key=value`` strings (the CLI's ``--set``); see ``apply_overrides``."""
+        return apply_overrides(self, assignments)
+
+
+def _field_owner(key: str) -> tuple[str, dataclasses.Field[Any]]:
+    """Find which section holds ``key`` (``img_size`` or ``model.img_size``)."""
+    sections = {"model": ModelConfig, "train": TrainConfig}
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section not in sections:
+            raise ConfigError(f"unknown config section '{section}' in '{key}'; use 'model.' or 'train.'")
+        candidates = [section]
+    else:
+        name = key
+        candidates = list(sections)
+    for section in candidates:
+        for f in fields(sections[section]):
+            if f.name == name:
+                return section, f
+    known = sorted(f.name for cls in sections.values() for f in fields(cls))
+    raise ConfigError(f"unknown config field '{key}'; known fields: {', '.join(known)}")
+
+
+def _parse_value(key: str, raw: str, current: Any, annotation: str) -> Any:
+    """Turn the text of ``--set key=value`` into the field's type."""
+    text = raw.strip()
+    if text.lower() in ("none", "null") and "None" in annotation:
+        return None
+    try:
+        if annotation.startswith("bool"):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if annotation.startswith("int"):
+            value = float(text)
+            if not value.is_integer():
+                raise ValueError
+            return int(value)
+        if annotation.startswith("float"):
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"--set {key}={raw}: expected a value of type {annotation}") from None
+    return type(current)(text) if current is not None else text
+
+
+def apply_overrides(config: Config, assignments: Iterable[str]) -> Config:
+    """Return a new config with ``key=value`` assignments applied (``lambda_ds=2``, ``model.img_size=128``).
+
+    Keys are field names; prefix with ``model.`` or ``train.`` if you like. Values are parsed by the field's
+    type, and the result is validated as a whole, so a bad value fails with a message naming the field.
+    """
+    changes: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for item in assignments:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value (got {item!r})")
+        key, raw = item.split("=", 1)
+        section, f = _field_owner(key.strip())
+        current = getattr(getattr(config, section), f.name)
+        changes[section][f.name] = _parse_value(key, raw, current, str(f.type))
+    return Config(
+        model=dataclasses.replace(config.model, **changes["model"]),
+        train=dataclasses.replace(config.train, **changes["train"]),
+    )
+
+
+def _presets() -> dict[str, Config]:
+    return {
+        # AFHQ (cat, dog, wildlife) as released: 256 px, three domains, no high-pass path.
+        "afhq": Config(
+            ModelConfig(img_size=256, num_domains=3, w_hpf=0.0),
+            TrainConfig(lambda_sty=1.0, lambda_ds=2.0, lambda_cyc=1.0),
+        ),
+        # CelebA-HQ (female, male) as released: 256 px, two domains, high-pass path on.
+        "celeba_hq": Config(
+            ModelConfig(img_size=256, num_domains=2, w_hpf=1.0),
+            TrainConfig(lambda_sty=1.0, lambda_ds=1.0, lambda_cyc=1.0),
+        ),
+        # A network small enough that a full training step takes milliseconds on a CPU; used by the tests.
+        "tiny": Config(
+            ModelConfig(
+                img_size=32, num_domains=2, latent_dim=8, style_dim=16, hidden_dim=32, dim_in=8, max_conv_dim=32
+            ),
+            TrainConfig(lambda_ds=1.0, ds_iter=100, batch_size=4, total_iters=100),
+        ),
+    }
+
+
+PRESETS: Mapping[str, Config] = _presets()
+
+
+def preset(name: str) -> Config:
+    """The named preset (``afhq``, ``celeba_hq``, ``tiny``); an unknown name lists the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(sorted(PRESETS))}") from None

@@ -1,0 +1,187 @@
+"""One StarGAN v2 training iteration (Choi et al., CVPR 2020, Section 2.2 and Appendix B).
+
+Every iteration makes four updates, in this order:
+
+1. D with a latent-guided fake (``s~ = F_y~(z)``);
+2. D with a reference-guided fake (``s~ = E_y~(x_ref)``);
+3. G, F and E with latent-guided styles;
+4. G alone with reference-guided styles (the authors leave F and E out of this step on purpose;
+   ``TrainConfig.ref_step_updates_all`` steps them too);
+
+then the running averages (EMA) of G, F and E used for all synthesis and evaluation. ``train_step`` receives
+every random input of the iteration explicitly, so the same inputs always give the same update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .config import Config, TrainConfig
+from .losses import MaskFn, Stats, d_loss, ds_weight, g_loss
+from .model import Nets, build_nets
+
+
+@dataclass
+class StepInputs:
+    """The random inputs of one iteration.
+
+    ``x_src (B,3,H,W)`` with domains ``y_src (B,)``; target domains ``y_trg (B,)``; latents ``z_trg`` and
+    ``z_trg2 (B, latent_dim)``; references ``x_ref`` and ``x_ref2 (B,3,H,W)``, both of domain ``y_trg``.
+    """
+
+    x_src: Tensor
+    y_src: Tensor
+    y_trg: Tensor
+    z_trg: Tensor
+    z_trg2: Tensor
+    x_ref: Tensor
+    x_ref2: Tensor
+
+    def to(self, device: torch.device | str) -> StepInputs:
+        """A copy with every tensor on ``device``."""
+        return StepInputs(**{k: v.to(device) for k, v in vars(self).items()})
+
+
+def make_optimizers(nets: Nets, cfg: TrainConfig) -> dict[str, torch.optim.Adam]:
+    """One Adam per network: ``lr`` for G, E, D and ``f_lr`` for the mapping network; plain L2 decay."""
+    return {
+        name: torch.optim.Adam(
+            module.parameters(),
+            lr=cfg.f_lr if name == "mapping_network" else cfg.lr,
+            betas=(cfg.beta1, cfg.beta2),
+            weight_decay=cfg.weight_decay,
+        )
+        for name, module in nets.items()
+    }
+
+
+@torch.no_grad()
+def ema_update(nets: Nets, nets_ema: Nets, beta: float) -> None:
+    """``ema <- beta * ema + (1 - beta) * param`` for every parameter of G, F and E."""
+    for name in ("generator", "mapping_network", "style_encoder"):
+        ema_params = list(getattr(nets_ema, name).parameters())
+        params = list(getattr(nets, name).parameters())
+        torch._foreach_lerp_(ema_params, params, 1.0 - beta)
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Stop parameter gradients of ``modules`` for a while (gradients still flow through them).
+
+    An update that steps only some networks need not compute weight gradients for the others; this saves
+    their backward convolutions and leaves the stepped networks' gradients unchanged.
+    """
+    saved = [(p, p.requires_grad) for m in modules for p in m.parameters()]
+    for p, _ in saved:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
+
+
+@dataclass
+class TrainState:
+    """Everything training needs to continue: nets, EMA nets, optimisers, the step and the config.
+
+    ``fan`` is the frozen face-landmark network of the high-pass path (``None`` when ``w_hpf == 0``); it is not
+    trained and not part of a checkpoint (it comes from its own file, ``wing.ckpt``).
+    """
+
+    config: Config
+    nets: Nets
+    nets_ema: Nets
+    optimizers: dict[str, torch.optim.Adam]
+    step: int = 0
+    fan: nn.Module | None = field(default=None)
+
+    @property
+    def mask_fn(self) -> MaskFn | None:
+        """``FAN.masks`` when the high-pass path is on, else ``None``."""
+        return self.fan.masks if self.fan is not None else None  # type: ignore[return-value]
+
+
+def init_train_state(config: Config, device: torch.device | str = "cpu", fan: nn.Module | None = None) -> TrainState:
+    """Fresh He-initialised nets, EMA copies of G, F, E, and fresh optimisers (uses the global torch RNG)."""
+    if config.model.uses_hpf and fan is None:
+        raise ValueError(
+            f"w_hpf={config.model.w_hpf} turns on the high-pass path, which needs the face-landmark network: "
+            "pass fan=stargan_v2.fan.load_fan('wing.ckpt') or set w_hpf=0"
+        )
+    nets = build_nets(config.model).to(device)
+    # The EMA nets start from the He-initialised nets (the authors' start from PyTorch's default init; after a
+    # few thousand steps the difference is gone).
+    nets_ema = Nets(
+        generator=copy.deepcopy(nets.generator),
+        mapping_network=copy.deepcopy(nets.mapping_network),
+        style_encoder=copy.deepcopy(nets.style_encoder),
+    )
+    for _, module in nets_ema.items():
+        module.requires_grad_(False)
+    return TrainState(config, nets, nets_ema, make_optimizers(nets, config.train), 0, fan)
+
+
+def _update(optimizers: list[torch.optim.Optimizer], loss: Tensor) -> None:
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for opt in optimizers:
+        opt.step()
+
+
+def train_step(state: TrainState, inputs: StepInputs) -> Stats:
+    """Run one iteration (four updates, then EMA) in place and return its loss components.
+
+    Returns detached scalar tensors keyed ``D/latent_real`` ... ``G/ref_cyc`` and ``G/lambda_ds``.
+    """
+    cfg = state.config.train
+    nets, opt = state.nets, state.optimizers
+    if nets.generator.hpf is not None and state.fan is None:
+        raise ValueError(
+            "this model uses the high-pass path (w_hpf > 0), which needs the face-landmark network: "
+            "set TrainState.fan = stargan_v2.fan.load_fan('wing.ckpt')"
+        )
+    x, y_src, y_trg = inputs.x_src, inputs.y_src, inputs.y_trg
+    lambda_ds = ds_weight(state.step, cfg)
+    # The source's face masks do not change within the iteration, so compute them once.
+    masks = state.fan.masks(x) if state.fan is not None else None
+    stats: Stats = {}
+
+    # 1-2. Discriminator: a latent-guided fake, then a reference-guided one; R1 on the reals in both.
+    for kind, guide in (("latent", {"z_trg": inputs.z_trg}), ("ref", {"x_ref": inputs.x_ref})):
+        loss, parts = d_loss(nets, x, y_src, y_trg, cfg, masks=masks, **guide)
+        _update([opt["discriminator"]], loss)
+        stats.update({f"D/{kind}_{k}": v for k, v in parts.items()})
+
+    # 3. Generator, mapping network and style encoder with latent-guided styles (D is only a critic here).
+    with frozen(nets.discriminator):
+        loss, parts = g_loss(
+            nets, x, y_src, y_trg, cfg, lambda_ds,
+            z_trgs=(inputs.z_trg, inputs.z_trg2), masks=masks, mask_fn=state.mask_fn,
+        )  # fmt: skip
+        _update([opt["generator"], opt["mapping_network"], opt["style_encoder"]], loss)
+    stats.update({f"G/latent_{k}": v for k, v in parts.items()})
+
+    # 4. Generator alone with reference-guided styles (F is unused; E only passes gradients through).
+    stepped = ["generator", "mapping_network", "style_encoder"] if cfg.ref_step_updates_all else ["generator"]
+    idle = [nets.discriminator] + ([] if cfg.ref_step_updates_all else [nets.style_encoder])
+    with frozen(*idle):
+        loss, parts = g_loss(
+            nets, x, y_src, y_trg, cfg, lambda_ds,
+            x_refs=(inputs.x_ref, inputs.x_ref2), masks=masks, mask_fn=state.mask_fn,
+        )  # fmt: skip
+        _update([opt[name] for name in stepped], loss)
+    stats.update({f"G/ref_{k}": v for k, v in parts.items()})
+
+    # 5. Running averages of G, F and E.
+    ema_update(nets, state.nets_ema, cfg.ema_beta)
+    state.step += 1
+    stats["G/lambda_ds"] = torch.tensor(lambda_ds)
+    return stats
