@@ -47,12 +47,6 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.img_size, int) or not _is_power_of_two(self.img_size) or self.img_size < 16:
             raise ConfigError(f"img_size must be a power of two >= 16 (got {self.img_size!r})")
-        min_size = 256 if self.w_hpf > 0 else 16
-        if self.img_size < min_size:
-            raise ConfigError(
-                f"img_size={self.img_size} is too small for the high-pass path (w_hpf={self.w_hpf}): "
-                "its masks act on 32, 64 and 128 px features, so use img_size >= 256 or set w_hpf=0"
-            )
         for name in ("num_domains", "latent_dim", "style_dim", "hidden_dim", "max_conv_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

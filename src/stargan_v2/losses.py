@@ -32,7 +32,9 @@ def r1_penalty(d_out: Tensor, x_real: Tensor) -> Tensor:
 
     ``create_graph=True`` keeps the penalty differentiable with respect to D's parameters.
     """
-    (grad,) = torch.autograd.grad(d_out.sum(), x_real, create_graph=True)
+    (grad,) = torch.autograd.grad(d_out.sum(), x_real, create_graph=True, allow_unused=True)
+    if grad is None:  # D ignores its input, so its gradient with respect to the input is zero.
+        return d_out.new_zeros(())
     return 0.5 * grad.pow(2).flatten(1).sum(1).mean()
 
 
