@@ -176,7 +176,9 @@ def _restore_optimizer(
         state.setdefault(int(index), {})[field] = value
     for index, entry in meta["scalars"].items():
         state.setdefault(int(index), {}).update(entry)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # JSON has no tuples; give settings such as Adam's betas back their original type.
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def save_training_state(state: TrainState, path: PathLike) -> Path:
@@ -367,7 +369,7 @@ def infer_model_config(states: Mapping[str, Mapping[str, Tensor]], where: str = 
     style_dim = int(_need(e, "unshared.0.weight", f"{where} [style_encoder]").shape[0])
 
     # The generator has log2(img_size) - 4 downsampling blocks, one more with the high-pass path, plus 2
-    # bottleneck blocks; the widest layer gives the width cap.
+    # bottleneck blocks.
     g_blocks = _indices(g, r"encode\.(\d+)\.conv1\.weight")
     downs = len(g_blocks) - 2
     plain = int(math.log2(img_size)) - 4
@@ -378,10 +380,13 @@ def infer_model_config(states: Mapping[str, Mapping[str, Tensor]], where: str = 
         )
     if downs == plain + 1:
         flt = g.get("hpf.filter")
-        w_hpf = float(8.0 / flt[1, 1]) if flt is not None else 1.0
+        # A shape-only (meta) tensor has no value to read; 1 is the released setting.
+        w_hpf = float(8.0 / flt[1, 1]) if flt is not None and not flt.is_meta else 1.0
     else:
         w_hpf = 0.0
+    # E (like D) downsamples twice more than G, so it reaches the widest layer when G stops below the cap.
     widths = [int(g[f"encode.{i}.conv2.weight"].shape[0]) for i in g_blocks]
+    widths += [int(e[f"shared.{i}.conv2.weight"].shape[0]) for i in e_blocks]
     return ModelConfig(
         img_size=img_size,
         num_domains=len(f_heads),
