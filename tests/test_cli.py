@@ -147,9 +147,9 @@ def test_export_official_from_training_state(capsys, tmp_path, state_file, legac
     assert code == 0, err
     assert sorted(p.name for p in out_dir.iterdir()) == ["000001_nets.ckpt", "000001_nets_ema.ckpt"]
     assert "000001_nets_ema.ckpt" in out
-    model = state.config.model  # given explicitly: tiny's inference is a known failure (test_checkpoint.py)
-    ema = load_official(out_dir / "000001_nets_ema.ckpt", config=model)
-    nets = load_official(out_dir / "000001_nets.ckpt", config=model)
+    ema = load_official(out_dir / "000001_nets_ema.ckpt")
+    nets = load_official(out_dir / "000001_nets.ckpt")
+    assert ema.config == state.config.model
     assert zipfile.is_zipfile(out_dir / "000001_nets_ema.ckpt") is not legacy
     assert ema.discriminator is None and nets.discriminator is not None
     assert_nets_equal(ema.nets, state.nets_ema)
@@ -234,3 +234,28 @@ def test_export_refuses_pointless_conversions(capsys, tmp_path, state_file):
     ema = save_ema(state.nets_ema, state.config, tmp_path / "ema.safetensors")
     code, _, err = run(capsys, "export", "--format", "ema", "--checkpoint", str(ema), "--out", str(tmp_path / "x"))
     assert code == 2 and "EMA-only" in err
+
+
+def test_export_official_high_pass_model_includes_the_fan(capsys, tmp_path):
+    """The authors' loader reads a "fan" entry from a high-pass model's files, so export needs --fan."""
+    from stargan_v2.fan import FAN
+
+    config = preset("tiny").override(["img_size=64", "w_hpf=1"])
+    torch.manual_seed(0)
+    nets = build_nets(config.model, discriminator=False)
+    ema_path = save_ema(nets, config, tmp_path / "ema.safetensors", step=3)
+    out_dir = tmp_path / "official"
+    code, _, err = run(capsys, "export", "--format", "official", "--checkpoint", str(ema_path), "--out", str(out_dir))
+    assert code == 2 and "--fan" in err
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+    fan = FAN()
+    torch.save({"state_dict": fan.state_dict()}, tmp_path / "wing.ckpt")
+    argv = ["export", "--format", "official", "--checkpoint", str(ema_path), "--out", str(out_dir)]
+    code, _, err = run(capsys, *argv, "--fan", str(tmp_path / "wing.ckpt"))
+    assert code == 0, err
+    exported = torch.load(out_dir / "000003_nets_ema.ckpt", weights_only=True)
+    assert sorted(exported) == ["fan", "generator", "mapping_network", "style_encoder"]
+    model = load_official(out_dir / "000003_nets_ema.ckpt")
+    assert model.fan is not None and model.config == config.model
+    assert_nets_equal(model.nets, nets)

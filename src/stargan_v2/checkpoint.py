@@ -433,18 +433,21 @@ def load_official(
         from .fan import load_fan
 
         fan = load_fan(fan_path if fan_path is not None else states["fan"], map_location=map_location)
+        fan.to(map_location)
     return OfficialModel(cfg, nets.generator, nets.mapping_network, nets.style_encoder, nets.discriminator, fan)
 
 
-def export_official(nets: Nets, path: PathLike, legacy_format: bool = False) -> Path:
+def export_official(nets: Nets, path: PathLike, legacy_format: bool = False, fan: nn.Module | None = None) -> Path:
     """Write ``nets`` as the authors' code saves them: ``torch.save({name: state_dict})``.
 
     Pass EMA nets for a ``{step:06d}_nets_ema.ckpt`` file and training nets (with D) for ``_nets.ckpt``.
-    ``legacy_format=True`` uses the pre-1.6 serialisation of the released files.
+    ``legacy_format=True`` uses the pre-1.6 serialisation of the released files. For a high-pass model pass
+    ``fan`` (the face-landmark network): the authors' loader looks up a ``"fan"`` entry in both files.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in nets.items()}
+    modules = list(nets.items()) + ([("fan", fan)] if fan is not None else [])
+    payload = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in modules}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

@@ -22,6 +22,7 @@ from .checkpoint import (
     save_ema,
 )
 from .config import PRESETS, Config, ConfigError, preset
+from .fan import load_fan
 from .model import build_nets, count_parameters
 
 
@@ -84,20 +85,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     src, out = Path(args.checkpoint), Path(args.out)
     kind = _checkpoint_kind(src)
     if args.format == "official":
+        if kind not in (TRAINING_FORMAT, EMA_FORMAT):
+            raise CheckpointError(f"{src} is already in the authors' format (or is not a stargan-v2 checkpoint)")
+        config = Config.from_json(read_metadata(src)["config"])
+        fan = None
+        if config.model.uses_hpf:
+            # The authors' loader reads a "fan" entry from every file of a high-pass model.
+            if args.fan is None:
+                raise ConfigError(
+                    f"{src} is a high-pass model (w_hpf={config.model.w_hpf}); the authors' code expects the "
+                    "face-landmark network inside the exported files: pass --fan wing.ckpt"
+                )
+            fan = load_fan(args.fan)
         if kind == TRAINING_FORMAT:
             state = load_training_state(src, restore_rng=False)
             out.mkdir(parents=True, exist_ok=True)
             written = [
-                export_official(state.nets_ema, out / f"{state.step:06d}_nets_ema.ckpt", args.legacy),
-                export_official(state.nets, out / f"{state.step:06d}_nets.ckpt", args.legacy),
+                export_official(state.nets_ema, out / f"{state.step:06d}_nets_ema.ckpt", args.legacy, fan),
+                export_official(state.nets, out / f"{state.step:06d}_nets.ckpt", args.legacy, fan),
             ]
-        elif kind == EMA_FORMAT:
+        else:
             nets, _ = load_ema(src)
             step = int(read_metadata(src).get("step", 0))
             target = out / f"{step:06d}_nets_ema.ckpt" if out.suffix != ".ckpt" else out
-            written = [export_official(nets, target, args.legacy)]
-        else:
-            raise CheckpointError(f"{src} is already in the authors' format (or is not a stargan-v2 checkpoint)")
+            written = [export_official(nets, target, args.legacy, fan)]
     else:  # ema
         if kind == TRAINING_FORMAT:
             state = load_training_state(src, restore_rng=False)
@@ -142,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="official: a folder (gets {step:06d}_nets_ema.ckpt [+ _nets.ckpt]); ema: the .safetensors file",
     )
     p.add_argument("--legacy", action="store_true", help="official: use the legacy torch serialisation (as released)")
+    p.add_argument("--fan", metavar="WING_CKPT", help="official, high-pass models: the authors' wing.ckpt to include")
     p.set_defaults(func=cmd_export)
     return parser
 
@@ -151,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, FileNotFoundError) as exc:
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"stargan-v2 {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
