@@ -457,3 +457,59 @@ def export_official(nets: Nets, path: PathLike, legacy_format: bool = False, fan
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Any checkpoint, for synthesis
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SynthesisModel:
+    """EMA nets (eval mode) and what they need to run: the config and, for high-pass models, the FAN."""
+
+    nets: Nets
+    config: ModelConfig
+    fan: nn.Module | None
+    source: Path
+
+
+def load_for_synthesis(
+    path: PathLike, fan_path: PathLike | None = None, device: torch.device | str = "cpu"
+) -> SynthesisModel:
+    """Load the EMA nets from any checkpoint: a run directory (its newest checkpoint), one of our training-state
+    or EMA files, or one of the authors' ``*_nets_ema.ckpt`` / ``*_nets.ckpt`` files.
+    """
+    path = Path(path)
+    if path.is_dir():
+        folder = path / "checkpoints"
+        files = sorted(folder.glob("ema_*.safetensors")) if folder.is_dir() else []
+        if not files:
+            raise CheckpointError(f"{path} is a folder without checkpoints (expected {folder}/ema_NNNNNN.safetensors)")
+        path = files[-1]
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        kind = read_metadata(path).get("format")
+    except (SafetensorError, OSError, ValueError):
+        kind = None
+    if kind == EMA_FORMAT:
+        nets, config = load_ema(path, device)
+        model_config = config.model
+        fan = None
+    elif kind == TRAINING_FORMAT:
+        state = load_training_state(path, device=device, restore_rng=False)
+        nets, model_config, fan = state.nets_ema.eval(), state.config.model, None
+    else:
+        official = load_official(path, fan_path=fan_path, map_location=device)
+        return SynthesisModel(official.nets.eval(), official.config, official.fan, path)
+    if model_config.uses_hpf:
+        if fan_path is None:
+            raise CheckpointError(
+                f"{path} is a high-pass model (w_hpf={model_config.w_hpf}): pass the face-landmark network "
+                "(--wing wing.ckpt / fan_path=...)"
+            )
+        from .fan import load_fan
+
+        fan = load_fan(fan_path).to(device)
+    return SynthesisModel(nets, model_config, fan, path)

@@ -123,6 +123,78 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explicit_keys(args: argparse.Namespace) -> set[str]:
+    """Config fields the user set on purpose (``--set`` and the shortcut flags)."""
+    keys = {item.split("=", 1)[0].strip().split(".")[-1] for item in args.overrides if "=" in item}
+    if getattr(args, "iters", None) is not None:
+        keys.add("total_iters")
+    if getattr(args, "batch_size", None) is not None:
+        keys.add("batch_size")
+    return keys
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train on folders of images, one sub-folder per domain."""
+    from .run import RunOptions, train
+
+    overrides = list(args.overrides)
+    if args.iters is not None:
+        overrides.append(f"total_iters={args.iters}")
+    if args.batch_size is not None:
+        overrides.append(f"batch_size={args.batch_size}")
+    config = preset(args.preset).override(overrides)
+    options = RunOptions(
+        run_dir=Path(args.run_dir),
+        data=Path(args.data),
+        val_data=Path(args.val_data) if args.val_data else None,
+        resume=args.resume,
+        num_workers=args.workers,
+        skip_bad_images=args.skip_bad_images,
+        device=args.device,
+        max_seconds=args.minutes * 60 if args.minutes is not None else None,
+        progress=not args.no_progress,
+        wing=Path(args.wing) if args.wing else None,
+    )
+    result = train(config, options, explicit=_explicit_keys(args))
+    print(f"{result.reason} at step {result.step} after {result.seconds:.0f} s")
+    print(f"run directory: {result.run_dir} (samples in samples/, checkpoints in checkpoints/)")
+    if result.bad_images:
+        print(f"skipped {result.bad_images} unreadable images")
+    return 130 if result.reason == "interrupted" else 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Reference- and latent-guided grids from any checkpoint."""
+    from .checkpoint import load_for_synthesis
+    from .data import scan_domains
+    from .run import sample_batch
+    from .synthesis import latent_grid, reference_grid, save_image
+
+    model = load_for_synthesis(args.checkpoint, fan_path=args.wing, device=args.device)
+    cfg = model.config
+    src = scan_domains(args.src, num_domains=cfg.num_domains)
+    ref = scan_domains(args.ref, num_domains=cfg.num_domains)
+    sources = sample_batch(src, cfg.img_size, n_src=args.num_src, refs_per_domain=1)
+    refs = sample_batch(ref, cfg.img_size, n_src=1, refs_per_domain=args.refs_per_domain)
+    mask_fn = model.fan.masks if model.fan is not None else None
+    device = torch.device(args.device)
+    x_src = sources.x_src.to(device)
+    out = Path(args.out)
+    written = [
+        save_image(
+            reference_grid(model.nets, x_src, refs.x_ref.to(device), refs.y_ref.to(device), mask_fn=mask_fn),
+            out / "reference.jpg",
+        ),
+        save_image(
+            latent_grid(model.nets, x_src, cfg.num_domains, cfg.latent_dim, args.styles, args.seed, mask_fn, args.psi),
+            out / "latent.jpg",
+        ),
+    ]
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``stargan-v2`` command."""
     parser = argparse.ArgumentParser(
@@ -155,6 +227,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--legacy", action="store_true", help="official: use the legacy torch serialisation (as released)")
     p.add_argument("--fan", metavar="WING_CKPT", help="official, high-pass models: the authors' wing.ckpt to include")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("train", help="train on folders of images (one sub-folder per domain)")
+    p.add_argument("--data", required=True, help="training images: DIR/<domain>/**/*.{jpg,png,...}")
+    p.add_argument("--val-data", help="validation images in the same layout (used for the sample grids)")
+    p.add_argument("--run-dir", required=True, help="where config, logs, samples and checkpoints go")
+    _add_config_args(p)
+    p.add_argument("--iters", type=int, help="total training steps (same as --set total_iters=N)")
+    p.add_argument("--batch-size", type=int, help="images per step (same as --set batch_size=N)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's newest checkpoint")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default: 0)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images with a warning")
+    p.add_argument("--wing", help="the authors' wing.ckpt (face-landmark network) for w_hpf > 0 models")
+    p.add_argument("--minutes", type=float, help="stop (and save) after this much training time")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="reference- and latent-guided grids from a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="run dir, our checkpoint, or the authors' *_nets_ema.ckpt")
+    p.add_argument("--src", required=True, help="source images, one sub-folder per domain")
+    p.add_argument("--ref", required=True, help="reference images, one sub-folder per domain")
+    p.add_argument("--out", required=True, help="output folder (reference.jpg, latent.jpg)")
+    p.add_argument("--num-src", type=int, default=8, help="number of source images (default 8)")
+    p.add_argument("--refs-per-domain", type=int, default=2, help="reference rows per domain (default 2)")
+    p.add_argument("--styles", type=int, default=3, help="latent-guided rows per domain (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent codes")
+    p.add_argument("--psi", type=float, default=1.0, help="truncation towards the mean style (1 = none)")
+    p.add_argument("--wing", help="the authors' wing.ckpt for high-pass (CelebA-HQ) models")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.set_defaults(func=cmd_sample)
     return parser
 
 
@@ -163,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"stargan-v2 {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -75,6 +75,8 @@ class TrainConfig:
 
     ``ref_step_updates_all`` chooses what the reference-guided generator update steps: the authors step only
     G (``False``, the default); ``True`` also steps the mapping network and the style encoder.
+    ``print_every``, ``sample_every`` and ``save_every`` are the intervals (in steps) of the log, the sample
+    grids and the checkpoints of a training run.
     """
 
     lambda_reg: float = 1.0
@@ -93,6 +95,9 @@ class TrainConfig:
     randcrop_prob: float = 0.5
     seed: int = 777
     ref_step_updates_all: bool = False
+    print_every: int = 10
+    sample_every: int = 5000
+    save_every: int = 10000
 
     def __post_init__(self) -> None:
         for name in ("lambda_reg", "lambda_sty", "lambda_ds", "lambda_cyc", "weight_decay"):
@@ -107,7 +112,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise ConfigError(f"{name} must be in [0, 1) (got {value!r})")
-        for name in ("ds_iter", "batch_size", "total_iters"):
+        for name in ("ds_iter", "batch_size", "total_iters", "print_every", "sample_every", "save_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer (got {value!r})")

@@ -1,0 +1,133 @@
+"""Synthesis with a trained model (Choi et al., CVPR 2020, Section 2 and Figures 1, 4, 5).
+
+- latent-guided: ``G(x, F_y(z))`` for random ``z``, many outputs per source and target domain;
+- reference-guided: ``G(x, E_y(x_ref))``: the output takes the reference's style and keeps the source's content;
+- cycle: the translation, then back with the source's own style ``E_y(x)``.
+
+Each function returns an image grid as a ``(3, H, W)`` tensor in [-1, 1]; ``save_image`` writes one. All of
+them run without gradients and leave the networks' modes alone (pass EMA nets in eval mode).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.utils import make_grid
+
+from .model import Nets
+
+MaskFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+def _masks(nets: Nets, mask_fn: MaskFn | None, x: Tensor) -> tuple[Tensor, Tensor] | None:
+    if nets.generator.hpf is None:
+        return None
+    if mask_fn is None:
+        raise ValueError("this generator uses the high-pass path: pass mask_fn=fan.masks (load wing.ckpt)")
+    return mask_fn(x)
+
+
+def _grid(rows: list[Tensor], ncol: int) -> Tensor:
+    """Stack equally long rows of images ``(ncol, 3, H, W)`` into one picture with a thin border."""
+    images = torch.cat(rows, dim=0).float().cpu()
+    return make_grid(images, nrow=ncol, padding=1, pad_value=1.0)
+
+
+@torch.no_grad()
+def latent_grid(
+    nets: Nets,
+    x_src: Tensor,
+    num_domains: int,
+    latent_dim: int,
+    styles_per_domain: int = 3,
+    seed: int = 0,
+    mask_fn: MaskFn | None = None,
+    psi: float = 1.0,
+) -> Tensor:
+    """Sources across the top; then, per target domain, ``styles_per_domain`` rows of latent-guided outputs.
+
+    Each row uses one latent ``z`` for every source, so a row shows one style applied to different contents.
+    ``psi < 1`` truncates styles towards the domain's mean style (estimated from 1000 latents).
+    """
+    device = x_src.device
+    n = x_src.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    masks = _masks(nets, mask_fn, x_src)
+    rows = [x_src]
+    for domain in range(num_domains):
+        y = torch.full((n,), domain, dtype=torch.long, device=device)
+        mean_style = None
+        if psi != 1.0:
+            z_many = torch.randn(1000, latent_dim, generator=g).to(device)
+            y_many = torch.full((1000,), domain, dtype=torch.long, device=device)
+            mean_style = nets.mapping_network(z_many, y_many).mean(0, keepdim=True)
+        for _ in range(styles_per_domain):
+            z = torch.randn(1, latent_dim, generator=g).to(device).expand(n, -1)
+            s = nets.mapping_network(z, y)
+            if mean_style is not None:
+                s = torch.lerp(mean_style, s, psi)
+            rows.append(nets.generator(x_src, s, masks=masks))
+    return _grid(rows, n)
+
+
+@torch.no_grad()
+def reference_grid(nets: Nets, x_src: Tensor, x_ref: Tensor, y_ref: Tensor, mask_fn: MaskFn | None = None) -> Tensor:
+    """The paper's reference-guided figure: sources across the top, one row per reference (shown on the left).
+
+    Cell (i, j) is source ``j`` translated with the style of reference ``i`` (into reference ``i``'s domain).
+    """
+    n = x_src.shape[0]
+    masks = _masks(nets, mask_fn, x_src)
+    blank = torch.ones_like(x_src[:1])
+    rows = [torch.cat([blank, x_src])]
+    for i in range(x_ref.shape[0]):
+        s = nets.style_encoder(x_ref[i : i + 1], y_ref[i : i + 1]).expand(n, -1)
+        rows.append(torch.cat([x_ref[i : i + 1], nets.generator(x_src, s, masks=masks)]))
+    return _grid(rows, n + 1)
+
+
+@torch.no_grad()
+def cycle_grid(
+    nets: Nets,
+    x_src: Tensor,
+    y_src: Tensor,
+    x_ref: Tensor,
+    y_ref: Tensor,
+    mask_fn: MaskFn | None = None,
+) -> Tensor:
+    """Three rows: the sources, their translations with the references' styles, and the way back."""
+    masks = _masks(nets, mask_fn, x_src)
+    fake = nets.generator(x_src, nets.style_encoder(x_ref, y_ref), masks=masks)
+    back_masks = _masks(nets, mask_fn, fake)
+    rec = nets.generator(fake, nets.style_encoder(x_src, y_src), masks=back_masks)
+    return _grid([x_src, fake, rec], x_src.shape[0])
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    """A ``(3, H, W)`` tensor in [-1, 1] as an 8-bit RGB picture."""
+    array = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).numpy())
+
+
+def save_image(image: Tensor, path: str | os.PathLike[str]) -> Path:
+    """Write a ``(3, H, W)`` tensor in [-1, 1] (PNG or JPEG by the suffix), creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    to_pil(image).save(tmp, format=_format(path), quality=95)
+    os.replace(tmp, path)
+    return path
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        return "JPEG"
+    if suffix == ".png":
+        return "PNG"
+    raise ValueError(f"cannot write {path}: use a .png or .jpg file name")
