@@ -1,0 +1,175 @@
+"""A training run: run directory, exact resume, Ctrl-C, time budget, and the errors a user can hit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stargan_v2.checkpoint import load_for_synthesis, load_training_state
+from stargan_v2.cli import main
+from stargan_v2.config import Config
+from stargan_v2.data import DataError
+from stargan_v2.run import RunError, RunOptions, list_states, train
+
+
+def _folder(root: Path, domains: tuple[str, ...] = ("a", "b"), per_domain: int = 5, size: int = 40) -> Path:
+    rng = np.random.default_rng(0)
+    for d in domains:
+        (root / d).mkdir(parents=True, exist_ok=True)
+        for i in range(per_domain):
+            Image.fromarray((rng.random((size, size, 3)) * 255).astype("uint8")).save(root / d / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return _folder(tmp_path / "data")
+
+
+def _config(tiny_config: Config, iters: int, **extra: int) -> Config:
+    items = [f"total_iters={iters}", "print_every=2", "sample_every=1000", "save_every=1000", "batch_size=2"]
+    return tiny_config.override(items + [f"{k}={v}" for k, v in extra.items()])
+
+
+def _options(run_dir: Path, data: Path, **kw: object) -> RunOptions:
+    return RunOptions(run_dir=run_dir, data=data, progress=False, **kw)  # type: ignore[arg-type]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    state = load_training_state(path, restore_rng=False)
+    out = {}
+    for prefix, nets in (("nets", state.nets), ("ema", state.nets_ema)):
+        for name, module in nets.items():
+            out.update({f"{prefix}.{name}.{k}": v for k, v in module.state_dict().items()})
+    return out
+
+
+def test_run_directory_is_auditable(tmp_path: Path, data: Path, tiny_config: Config) -> None:
+    result = train(_config(tiny_config, 4), _options(tmp_path / "run", data))
+    run = tmp_path / "run"
+    assert result.step == 4 and result.reason == "finished"
+    assert Config.from_json((run / "config.json").read_text()) == _config(tiny_config, 4)
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    assert {"D/latent_real", "G/ref_cyc", "G/lambda_ds"} <= set(rows[0])
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "000004_cycle.jpg",
+        "000004_latent.jpg",
+        "000004_reference.jpg",
+    ]
+    assert [s for s, _ in list_states(run)] == [4]
+    assert (run / "checkpoints" / "ema_000004.safetensors").is_file()
+    assert "stopped at step 4: finished" in (run / "log.txt").read_text()
+    assert any((run / "tensorboard").iterdir())
+
+
+@pytest.mark.slow
+def test_resumed_run_is_bit_identical(tmp_path: Path, data: Path, tiny_config: Config) -> None:
+    """2N steps in one go and N steps resumed for N more give the same weights, bit for bit."""
+    train(_config(tiny_config, 6), _options(tmp_path / "straight", data))
+    train(_config(tiny_config, 3), _options(tmp_path / "resumed", data))
+    train(_config(tiny_config, 6), _options(tmp_path / "resumed", data, resume=True), explicit={"total_iters"})
+    a = _weights(tmp_path / "straight" / "checkpoints" / "state_000006.safetensors")
+    b = _weights(tmp_path / "resumed" / "checkpoints" / "state_000006.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    straight = (tmp_path / "straight" / "stats.jsonl").read_text().splitlines()
+    resumed = (tmp_path / "resumed" / "stats.jsonl").read_text().splitlines()
+
+    def losses(lines: list[str]) -> dict[int, dict[str, float]]:
+        rows = [json.loads(line) for line in lines]
+        return {row.pop("step"): row for row in rows if row.pop("time") is not None}
+
+    # The first leg of the resumed run also logged its last step (3); every step both logged must agree.
+    a_rows, b_rows = losses(straight), losses(resumed)
+    assert sorted(a_rows) == [2, 4, 6] and sorted(b_rows) == [2, 3, 4, 6]
+    assert all(a_rows[step] == b_rows[step] for step in a_rows)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path: Path, data: Path, tiny_config: Config) -> None:
+    run = tmp_path / "run"
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        result = train(_config(tiny_config, 100_000), _options(run, data))
+    finally:
+        timer.cancel()
+    assert result.reason == "interrupted"
+    assert 0 < result.step < 100_000
+    assert [s for s, _ in list_states(run)] == [result.step]
+    # The default Ctrl-C behaviour is back once the run has ended.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    state = load_training_state(run / "checkpoints" / f"state_{result.step:06d}.safetensors", restore_rng=False)
+    assert state.step == result.step
+    again = train(_config(tiny_config, result.step + 2), _options(run, data, resume=True), {"total_iters"})
+    assert again.step == result.step + 2
+
+
+def test_time_budget(tmp_path: Path, data: Path, tiny_config: Config) -> None:
+    result = train(_config(tiny_config, 1000), _options(tmp_path / "run", data, max_seconds=0.0))
+    assert result.reason == "time budget" and result.step == 1
+    assert result.state_path.is_file() and result.ema_path.is_file()
+
+
+def test_existing_run_is_not_overwritten(tmp_path: Path, data: Path, tiny_config: Config) -> None:
+    run = tmp_path / "run"
+    train(_config(tiny_config, 2), _options(run, data))
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    with pytest.raises(RunError, match="--resume"):
+        train(_config(tiny_config, 2), _options(run, data))
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before
+
+
+def test_resume_refuses_a_changed_architecture(tmp_path: Path, data: Path, tiny_config: Config) -> None:
+    run = tmp_path / "run"
+    train(_config(tiny_config, 2), _options(run, data))
+    with pytest.raises(RunError, match="style_dim"):
+        train(_config(tiny_config, 4, style_dim=8), _options(run, data, resume=True), {"style_dim", "total_iters"})
+
+
+def test_domain_count_comes_from_the_folder(tmp_path: Path, tiny_config: Config) -> None:
+    data = _folder(tmp_path / "three", domains=("x", "y", "z"), per_domain=2)
+    result = train(_config(tiny_config, 1), _options(tmp_path / "run", data))
+    assert load_training_state(result.state_path).config.model.num_domains == 3
+    with pytest.raises(RunError, match="num_domains=3"):
+        train(_config(tiny_config, 1), _options(tmp_path / "run2", data), explicit={"num_domains"})
+
+
+def test_bad_data_is_reported(tmp_path: Path, data: Path, tiny_config: Config) -> None:
+    with pytest.raises(DataError, match="nowhere"):
+        train(_config(tiny_config, 1), _options(tmp_path / "run", tmp_path / "nowhere"))
+    val = _folder(tmp_path / "val", domains=("a", "c"), per_domain=1)
+    with pytest.raises(DataError):
+        train(_config(tiny_config, 1), _options(tmp_path / "run", data, val_data=val))
+    hpf = tiny_config.override(["img_size=64", "w_hpf=1", "total_iters=1"])
+    with pytest.raises(RunError, match="--wing"):
+        train(hpf, _options(tmp_path / "run", data))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_train_and_sample_commands(tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(data), "--run-dir", str(run), "--preset", "tiny", "--iters", "2"]
+    assert main([*argv, "--batch-size", "2", "--no-progress"]) == 0
+    assert main([*argv, "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    for checkpoint in (run, run / "checkpoints" / "state_000002.safetensors"):
+        out = tmp_path / "samples"
+        code = main(
+            ["sample", "--checkpoint", str(checkpoint), "--src", str(data), "--ref", str(data), "--out", str(out)]
+        )
+        assert code == 0
+        assert (out / "reference.jpg").is_file() and (out / "latent.jpg").is_file()
+        with Image.open(out / "reference.jpg") as im:
+            # Sources across the top (up to 8; the folder has 10), plus the reference column, 32 px each.
+            assert im.width == 9 * 33 + 1
+    model = load_for_synthesis(run)
+    assert model.config.num_domains == 2 and not model.nets.generator.training
