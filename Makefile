@@ -1,4 +1,5 @@
 # The project's commands. Each creates the virtual environment and installs what it needs first.
+#   make demo   make the built-in dataset, train on it (about 10 minutes on a laptop CPU), write a report
 #   make test   lint, format check and the whole test suite (what CI runs, via .ci/run)
 
 VENV ?= .venv
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 STARGAN_V2_OFFICIAL_FIXTURES ?= $(abspath ../shared/fixtures/official)
 export STARGAN_V2_OFFICIAL_FIXTURES
 
-.PHONY: install test lint format clean
+.PHONY: install demo test lint format clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,6 +17,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/stargan-v2 demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

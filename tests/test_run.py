@@ -61,9 +61,9 @@ def test_run_directory_is_auditable(tmp_path: Path, data: Path, tiny_config: Con
     assert [r["step"] for r in rows] == [2, 4]
     assert {"D/latent_real", "G/ref_cyc", "G/lambda_ds"} <= set(rows[0])
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
-        "000004_cycle.jpg",
-        "000004_latent.jpg",
-        "000004_reference.jpg",
+        "000004_cycle.png",
+        "000004_latent.png",
+        "000004_reference.png",
     ]
     assert [s for s, _ in list_states(run)] == [4]
     assert (run / "checkpoints" / "ema_000004.safetensors").is_file()
@@ -167,8 +167,8 @@ def test_train_and_sample_commands(tmp_path: Path, data: Path, capsys: pytest.Ca
             ["sample", "--checkpoint", str(checkpoint), "--src", str(data), "--ref", str(data), "--out", str(out)]
         )
         assert code == 0
-        assert (out / "reference.jpg").is_file() and (out / "latent.jpg").is_file()
-        with Image.open(out / "reference.jpg") as im:
+        assert (out / "reference.png").is_file() and (out / "latent.png").is_file()
+        with Image.open(out / "reference.png") as im:
             # Sources across the top (up to 8; the folder has 10), plus the reference column, 32 px each.
             assert im.width == 9 * 33 + 1
     model = load_for_synthesis(run)

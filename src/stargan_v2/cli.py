@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -183,15 +184,74 @@ def cmd_sample(args: argparse.Namespace) -> int:
     written = [
         save_image(
             reference_grid(model.nets, x_src, refs.x_ref.to(device), refs.y_ref.to(device), mask_fn=mask_fn),
-            out / "reference.jpg",
+            out / "reference.png",
         ),
         save_image(
             latent_grid(model.nets, x_src, cfg.num_domains, cfg.latent_dim, args.styles, args.seed, mask_fn, args.psi),
-            out / "latent.jpg",
+            out / "latent.png",
         ),
     ]
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_make_dataset(args: argparse.Namespace) -> int:
+    """Write the built-in procedural dataset (cat, dog, fox heads) in the layout of a user's data."""
+    from .procedural import make_dataset
+
+    start = time.monotonic()
+    path = make_dataset(
+        args.out,
+        size=args.size,
+        per_domain=args.per_domain,
+        val_per_domain=args.val_per_domain,
+        seed=args.seed,
+        workers=args.workers,
+    )
+    print(f"wrote {path} ({time.monotonic() - start:.1f} s): train with --data {path / 'train'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Dataset, bounded training, quality figures and a report, in one folder."""
+    from .demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        out=Path(args.out),
+        minutes=args.minutes,
+        seed=args.seed,
+        device=args.device,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    config = preset("demo").override(args.overrides)
+    report = run_demo(options, config)
+    print(f"\nreport: {report}\n(also {report.with_suffix('.md')}; grids and quality.json beside it)")
+    return 0
+
+
+def cmd_bench_quality(args: argparse.Namespace) -> int:
+    """Quality figures of a checkpoint on the built-in dataset (an oracle judges the translations)."""
+    from .checkpoint import load_for_synthesis
+    from .metrics.quality import quality_report
+
+    model = load_for_synthesis(args.checkpoint, device=args.device)
+    figures = quality_report(
+        model.nets,
+        model.config,
+        args.data,
+        num_outputs=args.num_outputs,
+        max_sources_per_domain=args.max_sources,
+        seed=args.seed,
+        device=args.device,
+    )
+    figures["checkpoint"] = str(model.source)
+    text = json.dumps(figures, indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    print(text)
     return 0
 
 
@@ -248,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="run dir, our checkpoint, or the authors' *_nets_ema.ckpt")
     p.add_argument("--src", required=True, help="source images, one sub-folder per domain")
     p.add_argument("--ref", required=True, help="reference images, one sub-folder per domain")
-    p.add_argument("--out", required=True, help="output folder (reference.jpg, latent.jpg)")
+    p.add_argument("--out", required=True, help="output folder (reference.png, latent.png)")
     p.add_argument("--num-src", type=int, default=8, help="number of source images (default 8)")
     p.add_argument("--refs-per-domain", type=int, default=2, help="reference rows per domain (default 2)")
     p.add_argument("--styles", type=int, default=3, help="latent-guided rows per domain (default 3)")
@@ -257,6 +317,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wing", help="the authors' wing.ckpt for high-pass (CelebA-HQ) models")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("make-dataset", help="write the built-in procedural dataset (3 animal-head domains)")
+    p.add_argument("--out", required=True, help="folder to create (train/ and val/ inside)")
+    p.add_argument("--size", type=int, default=64, help="image size: 32, 64 (default) or 128")
+    p.add_argument("--per-domain", type=int, default=1000, help="training images per domain (default 1000)")
+    p.add_argument("--val-per-domain", type=int, default=100, help="validation images per domain (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (default 0)")
+    p.set_defaults(func=cmd_make_dataset)
+
+    p = sub.add_parser("demo", help="make the built-in dataset, train on it for a while, and write a report")
+    p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
+    p.add_argument("--minutes", type=float, default=10.0, help="training time budget (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override the demo preset"
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="benchmarks")
+    bench = p.add_subparsers(dest="bench", required=True)
+    q = bench.add_parser("quality", help="translation quality on the built-in dataset, judged by an oracle net")
+    q.add_argument("--checkpoint", required=True, help="run dir, our checkpoint, or the authors' *_nets_ema.ckpt")
+    q.add_argument("--data", required=True, help="the built-in dataset folder (from make-dataset)")
+    q.add_argument("--num-outputs", type=int, default=10, help="outputs per source image (default 10, the paper's)")
+    q.add_argument("--max-sources", type=int, help="cap on source images per domain (default: all val images)")
+    q.add_argument("--seed", type=int, default=0, help="seed of latents and reference choices")
+    q.add_argument("--out", help="also write the figures to this JSON file")
+    q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    q.set_defaults(func=cmd_bench_quality)
     return parser
 
 

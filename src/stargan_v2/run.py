@@ -6,7 +6,7 @@ One run directory holds everything needed to audit and continue a run::
     log.txt            one line per logged step (and the run's notes)
     stats.jsonl        the loss components, one JSON object per logged step
     tensorboard/       the same scalars and the sample grids, for TensorBoard
-    samples/           {step:06d}_latent.jpg, _reference.jpg, _cycle.jpg
+    samples/           {step:06d}_latent.png, _reference.png, _cycle.png
     checkpoints/       state_{step:06d}.safetensors (complete training state) and
                        ema_{step:06d}.safetensors (EMA nets only, for synthesis)
 
@@ -240,7 +240,7 @@ def write_samples(state: TrainState, batch: SampleBatch, out_dir: Path, log: _Lo
             m.train(flag)
     paths = []
     for name, grid in grids.items():
-        paths.append(save_image(grid, out_dir / f"{state.step:06d}_{name}.jpg"))
+        paths.append(save_image(grid, out_dir / f"{state.step:06d}_{name}.png"))
         if log is not None:
             log.image(f"samples/{name}", grid, state.step)
     return paths

@@ -1,0 +1,383 @@
+"""The quality benchmark: the paper's evaluation protocol, scored by the procedural dataset's oracle.
+
+StarGAN v2 (Choi et al., CVPR 2020, Section 4, "Evaluation metrics"; ``PAPER.md``, "Evaluation") evaluates
+every ordered pair of domains (source != target): each test image of the source is translated 10 times,
+with 10 random latent codes (latent-guided) or 10 random references of the target (reference-guided).
+Diversity is the mean LPIPS distance over the 45 pairs of a source's 10 outputs; quality is the FID between
+a task's outputs and the training images of the target domain; both are averaged over images, then tasks.
+
+Here the same protocol runs on the built-in procedural dataset, whose images carry their true parameters.
+``oracle.py`` trains a small network to read those parameters back, and every output is scored with it:
+
+* ``domain_accuracy``: the oracle sees the target domain's geometry.
+* ``pose_error_*`` and ``background_error``: the output keeps the source's pose and background (content).
+* reference-guided only: ``style_fur_error`` and ``style_pattern_accuracy`` against the *reference*'s true
+  style (a good translation copies it), and ``*_vs_source`` against the source's style, for contrast.
+* ``diversity_features`` (LPIPS's protocol with oracle features: mean pairwise L2 distance) and
+  ``diversity_pixels`` (mean absolute pixel difference, images in [-1, 1]).
+* ``frechet_distance``: FID's formula on oracle features, outputs of a task against the target domain's
+  real ``train`` images.
+
+``quality_report`` adds the same readings of real ``val`` images (oracle against the truth, the floor of
+every error; the Fréchet distance between real ``val`` and ``train``; the diversity of real images of one
+domain) and the oracle's held-out metrics. Numbers are comparable between models of one image size on one
+dataset (the oracle and the sample sizes then agree), not with the paper's FID and LPIPS.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import procedural
+from ..config import ModelConfig
+from ..model import Nets
+from .oracle import (
+    ORACLE_VERSION,
+    Oracle,
+    Targets,
+    encode_targets,
+    load_images,
+    load_or_train_oracle,
+    load_params,
+    pose_errors,
+    read_manifest,
+    split_files,
+    style_errors,
+)
+
+MODES: tuple[str, ...] = ("latent", "reference")
+#: Real ``train`` images per domain whose features the Fréchet distance compares against.
+DEFAULT_TRAIN_PER_DOMAIN = 1000
+
+#: ``mask_fn(x)``: the generator's high-pass masks of sources ``x (B, 3, S, S)``, e.g. ``FAN.masks``.
+MaskFn = Callable[[Tensor], Sequence[Tensor]]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fréchet distance
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _sqrt_psd(matrix: Tensor) -> Tensor:
+    """Square root of a symmetric positive semi-definite matrix (eigenvalues clamped at 0 against round-off)."""
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+
+
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to the rows of ``a (N, D)`` and ``b (M, D)``.
+
+    ``|mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2))``, the formula of FID. The trace of the
+    matrix square root is taken in the symmetric form ``tr((S_a^(1/2) S_b S_a^(1/2))^(1/2))``, which has the
+    same eigenvalues as ``S_a S_b``, so only ``eigh`` of symmetric matrices is needed (in float64).
+    """
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"expected (N, D) and (M, D) features, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        raise ValueError(f"the Fréchet distance needs at least 2 samples on each side, got {a.shape[0]}, {b.shape[0]}")
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    root_a = _sqrt_psd(cov_a)
+    middle = root_a @ cov_b @ root_a
+    trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    distance = (mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * trace_root
+    return max(float(distance), 0.0)
+
+
+def _mean_pairwise(x: Tensor, p: float) -> Tensor:
+    """Mean distance over the unordered pairs within each group: ``(G, n, D) -> (G,)``."""
+    n = x.shape[1]
+    d = torch.cdist(x.double(), x.double(), p=p)  # (G, n, n)
+    upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=x.device), diagonal=1)
+    return d[:, upper].mean(1).float().cpu()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The data every mode needs: sources, references, real features
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Benchmark:
+    """Images and truths of the ``val`` split, and oracle features of real ``train`` images, per domain."""
+
+    oracle: Oracle
+    val_images: list[Tensor]  # per domain (n_val, 3, S, S), also the references
+    val_truth: list[Targets]
+    num_sources: list[int]  # sources are the first num_sources[d] val images of domain d (sorted)
+    train_features: list[Tensor]  # per domain (n_train, FEATURE_DIM)
+    manifest: dict[str, Any]
+    max_train_per_domain: int
+
+
+def _prepare(
+    dataset_dir: str | os.PathLike,
+    img_size: int,
+    oracle: Oracle,
+    max_sources_per_domain: int | None,
+    max_train_per_domain: int,
+    batch_size: int,
+) -> _Benchmark:
+    manifest = read_manifest(dataset_dir)
+    if oracle.img_size != img_size:
+        raise ValueError(f"the oracle reads {oracle.img_size} px images but the model makes {img_size} px ones")
+    val_images, val_truth, num_sources, train_features = [], [], [], []
+    for d in range(len(procedural.DOMAINS)):
+        files = split_files(dataset_dir, "val", d)
+        val_images.append(load_images(files, img_size))
+        val_truth.append(encode_targets(load_params(files), oracle.layout))
+        num_sources.append(len(files) if max_sources_per_domain is None else min(len(files), max_sources_per_domain))
+        # Train images are read in chunks: a thousand 128 px images per domain would not need to sit in memory.
+        train = split_files(dataset_dir, "train", d)[:max_train_per_domain]
+        chunk = max(batch_size, 256)
+        feats = [
+            oracle.predict(load_images(train[i : i + chunk], img_size)).features for i in range(0, len(train), chunk)
+        ]
+        train_features.append(torch.cat(feats))
+    return _Benchmark(oracle, val_images, val_truth, num_sources, train_features, manifest, max_train_per_domain)
+
+
+def _task_generator(seed: int, mode: str, source: int, target: int) -> torch.Generator:
+    """The random stream of one task: independent of the order in which tasks and modes are run."""
+    state = np.random.SeedSequence([seed, MODES.index(mode), source, target]).generate_state(2, np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The protocol
+# ----------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _translate_task(
+    nets: Nets,
+    model_config: ModelConfig,
+    bench: _Benchmark,
+    mode: str,
+    source: int,
+    target: int,
+    num_outputs: int,
+    seed: int,
+    device: torch.device,
+    batch_size: int,
+    mask_fn: MaskFn | None,
+) -> dict[str, float]:
+    """Translate every source of ``source`` into ``target`` ``num_outputs`` times; the task's mean figures."""
+    g = _task_generator(seed, mode, source, target)
+    n = bench.num_sources[source]
+    x_src = bench.val_images[source][:n]
+    truth_src = bench.val_truth[source].index(torch.arange(n))
+    refs = bench.val_images[target]
+    if mode == "latent":
+        z = torch.randn(n, num_outputs, model_config.latent_dim, generator=g)
+    else:
+        # Distinct references for one source when there are enough of them, as a shuffled loader would give.
+        if refs.shape[0] >= num_outputs:
+            ref_index = torch.stack([torch.randperm(refs.shape[0], generator=g)[:num_outputs] for _ in range(n)])
+        else:
+            ref_index = torch.randint(refs.shape[0], (n, num_outputs), generator=g)
+
+    per_output: dict[str, list[Tensor]] = {}
+    features, diversity_pixels, diversity_features = [], [], []
+    group = max(1, batch_size // num_outputs)  # sources per forward pass
+    for start in range(0, n, group):
+        rows = torch.arange(start, min(start + group, n))
+        sources = x_src[rows].to(device)
+        x = sources.repeat_interleave(num_outputs, 0)  # (c * num_outputs, 3, S, S)
+        y = torch.full((x.shape[0],), target, dtype=torch.int64, device=device)
+        if mode == "latent":
+            s = nets.mapping_network(z[rows].flatten(0, 1).to(device), y)
+        else:
+            s = nets.style_encoder(refs[ref_index[rows].flatten()].to(device), y)
+        masks = None
+        if mask_fn is not None:  # once per source: the face-landmark network is the costly part
+            masks = tuple(m.repeat_interleave(num_outputs, 0) for m in mask_fn(sources))
+        out = nets.generator(x, s, masks=masks).float()  # (c * num_outputs, 3, S, S)
+
+        pred = bench.oracle.predict(out)
+        truth = truth_src.index(rows.repeat_interleave(num_outputs))
+        scores = {"domain_accuracy": (pred.domain == target).float()} | pose_errors(pred, truth)
+        if mode == "reference":
+            truth_ref = bench.val_truth[target].index(ref_index[rows].flatten())
+            scores |= {k: v for k, v in style_errors(pred, truth_ref).items() if k != "style_eye_error"}
+            vs_source = style_errors(pred, truth)
+            scores["style_fur_error_vs_source"] = vs_source["style_fur_error"]
+            scores["style_pattern_accuracy_vs_source"] = vs_source["style_pattern_accuracy"]
+        for key, value in scores.items():
+            per_output.setdefault(key, []).append(value)
+        features.append(pred.features)
+        diversity_pixels.append(_mean_pairwise(out.flatten(1).view(len(rows), num_outputs, -1), p=1) / out[0].numel())
+        diversity_features.append(_mean_pairwise(pred.features.view(len(rows), num_outputs, -1), p=2))
+
+    figures = {key: float(torch.cat(values).mean()) for key, values in per_output.items()}
+    figures["diversity_features"] = float(torch.cat(diversity_features).mean())
+    figures["diversity_pixels"] = float(torch.cat(diversity_pixels).mean())
+    figures["frechet_distance"] = frechet_distance(torch.cat(features), bench.train_features[target])
+    return figures
+
+
+def _evaluate(
+    nets: Nets,
+    model_config: ModelConfig,
+    bench: _Benchmark,
+    mode: str,
+    num_outputs: int,
+    seed: int,
+    device: torch.device | str,
+    batch_size: int,
+    mask_fn: MaskFn | None,
+) -> dict[str, float]:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if num_outputs < 2:
+        raise ValueError(f"num_outputs must be >= 2 (diversity compares the outputs of a source), got {num_outputs}")
+    device = torch.device(device)
+    # Evaluate in eval mode, then give the networks back in the mode they came in (e.g. mid-training).
+    modules = [m for _, m in nets.items()]
+    was_training = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        tasks = [
+            _translate_task(nets, model_config, bench, mode, src, trg, num_outputs, seed, device, batch_size, mask_fn)
+            for src in range(len(procedural.DOMAINS))
+            for trg in range(len(procedural.DOMAINS))
+            if src != trg
+        ]
+    finally:
+        for m, training in zip(modules, was_training, strict=True):
+            m.train(training)
+    # Averaged over the outputs of each task above, then over tasks here, like the paper.
+    return {key: float(np.mean([t[key] for t in tasks])) for key in tasks[0]}
+
+
+def _check_model(model_config: ModelConfig) -> None:
+    if model_config.num_domains != len(procedural.DOMAINS):
+        raise ValueError(
+            f"the model has num_domains={model_config.num_domains} but the procedural dataset has "
+            f"{len(procedural.DOMAINS)} domains ({', '.join(procedural.DOMAINS)})"
+        )
+
+
+def evaluate_quality(
+    nets: Nets,
+    model_config: ModelConfig,
+    dataset_dir: str | os.PathLike,
+    *,
+    oracle: Oracle | None = None,
+    mode: str = "latent",
+    num_outputs: int = 10,
+    max_sources_per_domain: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    mask_fn: MaskFn | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    max_train_per_domain: int = DEFAULT_TRAIN_PER_DOMAIN,
+) -> dict[str, float]:
+    """Run the paper's protocol in one ``mode`` (``latent`` or ``reference``) and score it with the oracle.
+
+    ``nets`` must already be on ``device`` (use the EMA networks, as the paper does); they run in eval mode
+    under ``no_grad`` and are left in the mode they came in. Sources are the first ``max_sources_per_domain``
+    ``val`` images of each domain (all by default), resized to ``model_config.img_size`` like the loader;
+    references are drawn from all ``val`` images of the target. ``mask_fn(x)`` gives the generator's
+    high-pass masks for a batch of sources (models with ``w_hpf > 0``, e.g. ``fan.masks``). ``oracle``
+    defaults to the cached one (trained on first use, see ``load_or_train_oracle``). Same arguments, same
+    numbers.
+    """
+    _check_model(model_config)
+    if oracle is None:
+        oracle = load_or_train_oracle(dataset_dir, model_config.img_size, cache_dir, device)
+    bench = _prepare(
+        dataset_dir, model_config.img_size, oracle, max_sources_per_domain, max_train_per_domain, batch_size
+    )
+    return _evaluate(nets, model_config, bench, mode, num_outputs, seed, device, batch_size, mask_fn)
+
+
+def real_figures(bench: _Benchmark) -> dict[str, float]:
+    """The benchmark's figures for real ``val`` images: the oracle against the truth, the floor of each error.
+
+    ``frechet_distance`` compares real ``val`` with real ``train`` images of each domain (averaged over
+    domains); the diversities are over all pairs of sources of one domain (the spread of the real data).
+    """
+    per_image: dict[str, list[Tensor]] = {}
+    fd, div_features, div_pixels = [], [], []
+    for d, (images, truth) in enumerate(zip(bench.val_images, bench.val_truth, strict=True)):
+        pred = bench.oracle.predict(images)
+        scores = {"domain_accuracy": (pred.domain == d).float()} | pose_errors(pred, truth)
+        scores |= style_errors(pred, truth)
+        for key, value in scores.items():
+            per_image.setdefault(key, []).append(value)
+        fd.append(frechet_distance(pred.features, bench.train_features[d]))
+        n = bench.num_sources[d]
+        if n >= 2:
+            div_features.append(float(_mean_pairwise(pred.features[None, :n], p=2)))
+            div_pixels.append(float(_mean_pairwise(images[None, :n].flatten(2), p=1)) / images[0].numel())
+    figures = {key: float(torch.cat(values).mean()) for key, values in per_image.items()}
+    figures["frechet_distance"] = float(np.mean(fd))
+    if div_features:
+        figures["diversity_features"] = float(np.mean(div_features))
+        figures["diversity_pixels"] = float(np.mean(div_pixels))
+    return figures
+
+
+def quality_report(
+    nets: Nets,
+    model_config: ModelConfig,
+    dataset_dir: str | os.PathLike,
+    *,
+    oracle: Oracle | None = None,
+    modes: Sequence[str] = MODES,
+    num_outputs: int = 10,
+    max_sources_per_domain: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    mask_fn: MaskFn | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    max_train_per_domain: int = DEFAULT_TRAIN_PER_DOMAIN,
+) -> dict[str, Any]:
+    """Both modes of ``evaluate_quality`` and the real-image floor, with the oracle loaded and data read once.
+
+    Returns ``{"oracle": held-out metrics, "latent": {...}, "reference": {...}, "real": {...},
+    "protocol": {...}}``, ready for ``json.dumps``.
+    """
+    _check_model(model_config)
+    start = time.perf_counter()
+    if oracle is None:
+        oracle = load_or_train_oracle(dataset_dir, model_config.img_size, cache_dir, device)
+    bench = _prepare(
+        dataset_dir, model_config.img_size, oracle, max_sources_per_domain, max_train_per_domain, batch_size
+    )
+    report: dict[str, Any] = {"oracle": dict(oracle.info.get("heldout", {}))}
+    seconds = {}
+    for mode in modes:
+        t = time.perf_counter()
+        report[mode] = _evaluate(nets, model_config, bench, mode, num_outputs, seed, device, batch_size, mask_fn)
+        seconds[mode] = round(time.perf_counter() - t, 2)
+    report["real"] = real_figures(bench)
+    num_domains = len(procedural.DOMAINS)
+    report["protocol"] = {
+        "dataset_seed": int(bench.manifest["seed"]),
+        "dataset_size": int(bench.manifest["size"]),
+        "img_size": model_config.img_size,
+        "domains": list(procedural.DOMAINS),
+        "num_tasks": num_domains * (num_domains - 1),
+        "num_outputs": num_outputs,
+        "sources_per_domain": list(bench.num_sources),
+        "max_train_per_domain": max_train_per_domain,
+        "train_per_domain": [int(f.shape[0]) for f in bench.train_features],
+        "seed": seed,
+        "oracle_version": ORACLE_VERSION,
+        "seconds": seconds | {"total": round(time.perf_counter() - start, 2)},
+    }
+    return report
