@@ -149,6 +149,8 @@ def test_bad_data_is_reported(tmp_path: Path, data: Path, tiny_config: Config) -
     val = _folder(tmp_path / "val", domains=("a", "c"), per_domain=1)
     with pytest.raises(DataError):
         train(_config(tiny_config, 1), _options(tmp_path / "run", data, val_data=val))
+    with pytest.raises(DataError, match=r"0\.png"):
+        train(_config(tiny_config, 1).override(["img_size=64"]), _options(tmp_path / "run", data))
     hpf = tiny_config.override(["img_size=64", "w_hpf=1", "total_iters=1"])
     with pytest.raises(RunError, match="--wing"):
         train(hpf, _options(tmp_path / "run", data))

@@ -328,13 +328,15 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
     """
     explicit = set(explicit or ())
     run_dir = Path(options.run_dir)
-    folders = scan_domains(options.data, min_size=None)
+    fan = _load_fan(options, config)
+    # Images smaller than the model are refused here, before anything is written.
+    size = config.model.img_size
+    folders = scan_domains(options.data, min_size=size, skip_bad_images=options.skip_bad_images)
     config = resolve_config(config, folders, explicit)
     val = None
     if options.val_data is not None:
-        val = scan_domains(options.val_data)
+        val = scan_domains(options.val_data, min_size=size, skip_bad_images=options.skip_bad_images)
         check_same_domains(folders, val)
-    fan = _load_fan(options, config)
 
     has_states = bool(list_states(run_dir))
     if has_states and not options.resume:
