@@ -17,7 +17,7 @@ import os
 import random
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,20 +49,28 @@ class CheckpointError(ValueError):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _atomic_save(tensors: dict[str, Tensor], metadata: dict[str, str], path: PathLike) -> None:
-    """Write a safetensors file to a temporary name in the same folder, then rename it over ``path``."""
+def _atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` for a temporary file in the destination's folder, flush it, then rename it over
+    ``path``; a failure leaves the old file (if any) untouched and no temporary file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def _atomic_save(tensors: dict[str, Tensor], metadata: dict[str, str], path: PathLike) -> None:
+    """Write a safetensors file atomically (see ``_atomic_write``)."""
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
 
 
 def _read(path: PathLike, expected_format: str) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -239,6 +247,17 @@ def load_training_state(
     if restore_rng:
         _set_rng_state(tensors, meta)
     return TrainState(config, nets, nets_ema, optimizers, int(meta["step"]), fan)
+
+
+def checkpoint_kind(path: PathLike) -> str:
+    """``TRAINING_FORMAT`` or ``EMA_FORMAT`` for our files, ``"official"`` for anything else (a torch file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return read_metadata(path).get("format", "unknown")
+    except (SafetensorError, OSError, ValueError):
+        return "official"  # not safetensors: the authors' torch format, checked when it is loaded
 
 
 def read_metadata(path: PathLike) -> dict[str, str]:
@@ -444,19 +463,9 @@ def export_official(nets: Nets, path: PathLike, legacy_format: bool = False, fan
     ``legacy_format=True`` uses the pre-1.6 serialisation of the released files. For a high-pass model pass
     ``fan`` (the face-landmark network): the authors' loader looks up a ``"fan"`` entry in both files.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     modules = list(nets.items()) + ([("fan", fan)] if fan is not None else [])
     payload = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in modules}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp, _use_new_zipfile_serialization=not legacy_format)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return _atomic_write(path, lambda tmp: torch.save(payload, tmp, _use_new_zipfile_serialization=not legacy_format))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -487,12 +496,7 @@ def load_for_synthesis(
         if not files:
             raise CheckpointError(f"{path} is a folder without checkpoints (expected {folder}/ema_NNNNNN.safetensors)")
         path = files[-1]
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        kind = read_metadata(path).get("format")
-    except (SafetensorError, OSError, ValueError):
-        kind = None
+    kind = checkpoint_kind(path)
     if kind == EMA_FORMAT:
         nets, config = load_ema(path, device)
         model_config = config.model

@@ -15,6 +15,7 @@ from .checkpoint import (
     EMA_FORMAT,
     TRAINING_FORMAT,
     CheckpointError,
+    checkpoint_kind,
     export_official,
     load_ema,
     load_official,
@@ -72,19 +73,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoint_kind(path: Path) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return read_metadata(path).get("format", "unknown")
-    except Exception:
-        return "official"  # not safetensors: try the authors' torch format
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     """Convert between our checkpoints and the authors' format."""
     src, out = Path(args.checkpoint), Path(args.out)
-    kind = _checkpoint_kind(src)
+    kind = checkpoint_kind(src)
     if args.format == "official":
         if kind not in (TRAINING_FORMAT, EMA_FORMAT):
             raise CheckpointError(f"{src} is already in the authors' format (or is not a stargan-v2 checkpoint)")

@@ -110,15 +110,6 @@ def list_states(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def newest_ema(run_dir: Path) -> Path:
-    """The EMA file of the newest checkpoint of a run (what ``--checkpoint RUN_DIR`` means)."""
-    folder = checkpoint_dir(run_dir)
-    files = sorted(folder.glob("ema_*.safetensors")) if folder.is_dir() else []
-    if not files:
-        raise CheckpointError(f"{run_dir} has no checkpoints yet (expected {folder}/ema_NNNNNN.safetensors)")
-    return files[-1]
-
-
 class _Log:
     """``log.txt`` and ``stats.jsonl`` appenders, plus TensorBoard when it is installed."""
 
@@ -424,7 +415,6 @@ __all__ = [
     "RunResult",
     "checkpoint_dir",
     "list_states",
-    "newest_ema",
     "sample_batch",
     "train",
     "write_samples",
