@@ -6,7 +6,9 @@ with 10 random latent codes (latent-guided) or 10 random references of the targe
 Diversity is the mean LPIPS distance over the 45 pairs of a source's 10 outputs; quality is the FID between
 a task's outputs and the training images of the target domain; both are averaged over images, then tasks.
 
-Here the same protocol runs on the built-in procedural dataset, whose images carry their true parameters.
+Here the same protocol (the tasks, their random streams and the translation loop of ``evaluate.py``, which
+computes the paper's FID and LPIPS) runs on the built-in procedural dataset, whose images carry their true
+parameters.
 ``oracle.py`` trains a small network to read those parameters back, and every output is scored with it:
 
 * ``domain_accuracy``: the oracle sees the target domain's geometry.
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,8 @@ from torch import Tensor
 from .. import procedural
 from ..config import ModelConfig
 from ..model import Nets
+from .evaluate import MODES, MaskFn, eval_mode, mean_over_tasks, task_generator, tasks, translate_task
+from .fid import frechet_distance
 from .oracle import (
     ORACLE_VERSION,
     Oracle,
@@ -53,44 +57,13 @@ from .oracle import (
     style_errors,
 )
 
-MODES: tuple[str, ...] = ("latent", "reference")
 #: Real ``train`` images per domain whose features the Fréchet distance compares against.
 DEFAULT_TRAIN_PER_DOMAIN = 1000
 
-#: ``mask_fn(x)``: the generator's high-pass masks of sources ``x (B, 3, S, S)``, e.g. ``FAN.masks``.
-MaskFn = Callable[[Tensor], Sequence[Tensor]]
-
 
 # ----------------------------------------------------------------------------------------------------------
-# Fréchet distance
+# Diversity
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _sqrt_psd(matrix: Tensor) -> Tensor:
-    """Square root of a symmetric positive semi-definite matrix (eigenvalues clamped at 0 against round-off)."""
-    values, vectors = torch.linalg.eigh(matrix)
-    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
-
-
-def frechet_distance(a: Tensor, b: Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to the rows of ``a (N, D)`` and ``b (M, D)``.
-
-    ``|mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2))``, the formula of FID. The trace of the
-    matrix square root is taken in the symmetric form ``tr((S_a^(1/2) S_b S_a^(1/2))^(1/2))``, which has the
-    same eigenvalues as ``S_a S_b``, so only ``eigh`` of symmetric matrices is needed (in float64).
-    """
-    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"expected (N, D) and (M, D) features, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.shape[0] < 2 or b.shape[0] < 2:
-        raise ValueError(f"the Fréchet distance needs at least 2 samples on each side, got {a.shape[0]}, {b.shape[0]}")
-    a, b = a.double(), b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
-    root_a = _sqrt_psd(cov_a)
-    middle = root_a @ cov_b @ root_a
-    trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
-    distance = (mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * trace_root
-    return max(float(distance), 0.0)
 
 
 def _mean_pairwise(x: Tensor, p: float) -> Tensor:
@@ -146,12 +119,6 @@ def _prepare(
     return _Benchmark(oracle, val_images, val_truth, num_sources, train_features, manifest, max_train_per_domain)
 
 
-def _task_generator(seed: int, mode: str, source: int, target: int) -> torch.Generator:
-    """The random stream of one task: independent of the order in which tasks and modes are run."""
-    state = np.random.SeedSequence([seed, MODES.index(mode), source, target]).generate_state(2, np.uint64)
-    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The protocol
 # ----------------------------------------------------------------------------------------------------------
@@ -172,42 +139,31 @@ def _translate_task(
     mask_fn: MaskFn | None,
 ) -> dict[str, float]:
     """Translate every source of ``source`` into ``target`` ``num_outputs`` times; the task's mean figures."""
-    g = _task_generator(seed, mode, source, target)
     n = bench.num_sources[source]
-    x_src = bench.val_images[source][:n]
     truth_src = bench.val_truth[source].index(torch.arange(n))
-    refs = bench.val_images[target]
-    if mode == "latent":
-        z = torch.randn(n, num_outputs, model_config.latent_dim, generator=g)
-    else:
-        # Distinct references for one source when there are enough of them, as a shuffled loader would give.
-        if refs.shape[0] >= num_outputs:
-            ref_index = torch.stack([torch.randperm(refs.shape[0], generator=g)[:num_outputs] for _ in range(n)])
-        else:
-            ref_index = torch.randint(refs.shape[0], (n, num_outputs), generator=g)
-
+    batches = translate_task(
+        nets,
+        mode,
+        bench.val_images[source][:n],
+        bench.val_images[target],
+        target,
+        num_outputs=num_outputs,
+        latent_dim=model_config.latent_dim,
+        generator=task_generator(seed, mode, source, target),
+        device=device,
+        batch_size=batch_size,
+        mask_fn=mask_fn,
+    )
     per_output: dict[str, list[Tensor]] = {}
     features, diversity_pixels, diversity_features = [], [], []
-    group = max(1, batch_size // num_outputs)  # sources per forward pass
-    for start in range(0, n, group):
-        rows = torch.arange(start, min(start + group, n))
-        sources = x_src[rows].to(device)
-        x = sources.repeat_interleave(num_outputs, 0)  # (c * num_outputs, 3, S, S)
-        y = torch.full((x.shape[0],), target, dtype=torch.int64, device=device)
-        if mode == "latent":
-            s = nets.mapping_network(z[rows].flatten(0, 1).to(device), y)
-        else:
-            s = nets.style_encoder(refs[ref_index[rows].flatten()].to(device), y)
-        masks = None
-        if mask_fn is not None:  # once per source: the face-landmark network is the costly part
-            masks = tuple(m.repeat_interleave(num_outputs, 0) for m in mask_fn(sources))
-        out = nets.generator(x, s, masks=masks).float()  # (c * num_outputs, 3, S, S)
-
+    for batch in batches:
+        rows, out = batch.rows, batch.outputs  # out: (c * num_outputs, 3, S, S)
         pred = bench.oracle.predict(out)
         truth = truth_src.index(rows.repeat_interleave(num_outputs))
         scores = {"domain_accuracy": (pred.domain == target).float()} | pose_errors(pred, truth)
         if mode == "reference":
-            truth_ref = bench.val_truth[target].index(ref_index[rows].flatten())
+            assert batch.ref_index is not None
+            truth_ref = bench.val_truth[target].index(batch.ref_index)
             scores |= {k: v for k, v in style_errors(pred, truth_ref).items() if k != "style_eye_error"}
             vs_source = style_errors(pred, truth)
             scores["style_fur_error_vs_source"] = vs_source["style_fur_error"]
@@ -241,23 +197,15 @@ def _evaluate(
     if num_outputs < 2:
         raise ValueError(f"num_outputs must be >= 2 (diversity compares the outputs of a source), got {num_outputs}")
     device = torch.device(device)
-    # Evaluate in eval mode, then give the networks back in the mode they came in (e.g. mid-training).
-    modules = [m for _, m in nets.items()]
-    was_training = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    try:
-        tasks = [
-            _translate_task(nets, model_config, bench, mode, src, trg, num_outputs, seed, device, batch_size, mask_fn)
-            for src in range(len(procedural.DOMAINS))
-            for trg in range(len(procedural.DOMAINS))
-            if src != trg
-        ]
-    finally:
-        for m, training in zip(modules, was_training, strict=True):
-            m.train(training)
+    with eval_mode(nets):
+        per_task = {
+            f"{src}2{trg}": _translate_task(
+                nets, model_config, bench, mode, src, trg, num_outputs, seed, device, batch_size, mask_fn
+            )
+            for src, trg in tasks(len(procedural.DOMAINS))
+        }
     # Averaged over the outputs of each task above, then over tasks here, like the paper.
-    return {key: float(np.mean([t[key] for t in tasks])) for key in tasks[0]}
+    return mean_over_tasks(per_task)
 
 
 def _check_model(model_config: ModelConfig) -> None:
