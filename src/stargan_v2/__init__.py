@@ -6,12 +6,14 @@ The main entry points:
 - ``build_nets(cfg.model)``: the generator, mapping network, style encoder and discriminator;
 - ``load_official(path, fan_path=None)``: the authors' released ``*_nets_ema.ckpt`` / ``*_nets.ckpt`` files;
 - ``init_train_state`` / ``train_step``: one training iteration (four updates, then EMA);
-- ``save_training_state`` / ``load_training_state`` / ``save_ema`` / ``load_ema``: our own checkpoints.
+- ``save_training_state`` / ``load_training_state`` / ``save_ema`` / ``load_ema``: our own checkpoints;
+- ``StarGANv2.from_checkpoint(path).translate(images, domain=...)``: translate images with a trained model.
 """
 
 __version__ = "0.1.0"
 
-from .checkpoint import (  # the version must exist before submodules import it
+from .api import StarGANv2  # the version must exist before submodules import it
+from .checkpoint import (
     CheckpointError,
     OfficialModel,
     export_official,
@@ -42,6 +44,7 @@ __all__ = [
     "ModelConfig",
     "Nets",
     "OfficialModel",
+    "StarGANv2",
     "StepInputs",
     "StyleEncoder",
     "TrainConfig",

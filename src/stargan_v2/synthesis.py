@@ -4,19 +4,22 @@
 - reference-guided: ``G(x, E_y(x_ref))``: the output takes the reference's style and keeps the source's content;
 - cycle: the translation, then back with the source's own style ``E_y(x)``.
 
-Each function returns an image grid as a ``(3, H, W)`` tensor in [-1, 1]; ``save_image`` writes one. All of
-them run without gradients and leave the networks' modes alone (pass EMA nets in eval mode).
+The grid functions return an image grid as a ``(3, H, W)`` tensor in [-1, 1]; ``save_image`` writes one. All
+of them run without gradients and leave the networks' modes alone (pass EMA nets in eval mode). Below them are
+the pieces of translating single images: latents from seeds, the truncation trick, and fitting an image of
+any size to the model (and pasting the result back); ``stargan_v2.api.StarGANv2`` puts them together.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+import torchvision.transforms.v2.functional as TF
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from .model import Nets
@@ -106,6 +109,76 @@ def cycle_grid(
     back_masks = _masks(nets, mask_fn, fake)
     rec = nets.generator(fake, nets.style_encoder(x_src, y_src), masks=back_masks)
     return _grid([x_src, fake, rec], x_src.shape[0])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Translating single images: latents, truncation, fitting images of any size
+# ----------------------------------------------------------------------------------------------------------
+
+#: Latents averaged for a domain's mean style (the truncation trick's centre), as the authors do for psi.
+MEAN_STYLE_LATENTS = 10_000
+
+
+def latents_from_seeds(seeds: Sequence[int], latent_dim: int) -> Tensor:
+    """One latent per seed, ``(len(seeds), latent_dim)``: row ``k`` is ``randn`` of a CPU generator seeded with
+    ``seeds[k]``, so an output's latent depends on its seed alone (not on batch size, order or device)."""
+    if not seeds:
+        raise ValueError("at least one seed is needed")
+    return torch.cat([torch.randn(1, latent_dim, generator=torch.Generator().manual_seed(int(k))) for k in seeds])
+
+
+@torch.no_grad()
+def mean_style(
+    mapping_network: nn.Module, domain: int, latent_dim: int, num: int = MEAN_STYLE_LATENTS, seed: int = 0
+) -> Tensor:
+    """The average style ``mean_z F_y(z)`` of one domain over ``num`` random latents: ``(1, style_dim)``."""
+    device = next(mapping_network.parameters()).device
+    z = torch.randn(num, latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    y = torch.full((num,), domain, dtype=torch.long, device=device)
+    return mapping_network(z, y).mean(0, keepdim=True)
+
+
+def truncate(s: Tensor, mean: Tensor, psi: float) -> Tensor:
+    """The truncation trick, ``mean + psi * (s - mean)``: ``psi = 1`` keeps ``s``, ``psi = 0`` gives the mean."""
+    return torch.lerp(mean.to(s), s, psi)
+
+
+def square_box(height: int, width: int) -> tuple[int, int, int]:
+    """``(top, left, side)`` of the centred square of a ``height x width`` image (the part the model sees)."""
+    side = min(height, width)
+    return (height - side) // 2, (width - side) // 2, side
+
+
+def as_signed_unit(image: Tensor) -> Tensor:
+    """An image as float32 in [-1, 1]: uint8 images are scaled from [0, 255], float ones are taken as they are."""
+    if image.dtype == torch.uint8:
+        return image.to(torch.float32) / 127.5 - 1
+    return image.to(torch.float32)
+
+
+def fit_square(image: Tensor, size: int) -> Tensor:
+    """A ``(3, H, W)`` image (uint8, or float in [-1, 1]) -> its centred square resized to ``(3, size, size)``
+    float in [-1, 1].
+
+    Cropping (rather than stretching) keeps the content's proportions, which the model was trained on.
+    """
+    top, left, side = square_box(image.shape[1], image.shape[2])
+    x = as_signed_unit(image[:, top : top + side, left : left + side])
+    if side != size:
+        x = TF.resize(x, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    return x
+
+
+def paste_back(original: Tensor, output: Tensor) -> Tensor:
+    """Put a model-size ``output`` (``(3, S, S)`` in [-1, 1]) back into the centred square of ``original`` (the
+    ``(3, H, W)`` image ``fit_square`` was given); returns the original-size image as float in [-1, 1]."""
+    top, left, side = square_box(original.shape[1], original.shape[2])
+    x = output.detach().float().cpu().clamp(-1, 1)
+    if x.shape[-1] != side:
+        x = TF.resize(x, [side, side], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    result = as_signed_unit(original.detach().cpu()).clone()
+    result[:, top : top + side, left : left + side] = x
+    return result
 
 
 def to_pil(image: Tensor) -> Image.Image:
