@@ -88,8 +88,8 @@ def test_every_network_moves_and_step_counts(tiny_config: Config, tiny_inputs: S
         assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(name)), name
     assert any(not torch.equal(before_ema[k], after_ema[k]) for k in before_ema)
     assert state.step == 1
-    expected = {f"D/{g}_{k}" for g in ("latent", "ref") for k in ("real", "fake", "reg", "total")}
-    expected |= {f"G/{g}_{k}" for g in ("latent", "ref") for k in ("adv", "sty", "ds", "cyc", "total")}
+    expected = {f"D/{g}_{k}" for g in ("latent", "ref") for k in ("real", "fake", "reg", "total", "grad_norm")}
+    expected |= {f"G/{g}_{k}" for g in ("latent", "ref") for k in ("adv", "sty", "ds", "cyc", "total", "grad_norm")}
     assert set(stats) == expected | {"G/lambda_ds"}
     assert all(torch.isfinite(v) for v in stats.values())
     assert stats["G/lambda_ds"].item() == tiny_config.train.lambda_ds

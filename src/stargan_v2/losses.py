@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import TrainConfig
-from .model import Nets
+from .model import Nets, unwrap
 
 Masks = tuple[Tensor, Tensor]
 #: Turns images into the (coarse, fine) face-mask pair of the high-pass path (``FAN.masks``).
@@ -62,21 +62,24 @@ def d_loss(
     *,
     z_trg: Tensor | None = None,
     x_ref: Tensor | None = None,
+    x_fake: Tensor | None = None,
     masks: Masks | None = None,
 ) -> tuple[Tensor, Stats]:
     """Discriminator objective: real vs. one fake (latent- or reference-guided), plus R1 on the reals.
 
-    The fake is made without gradients: this update trains D only.
+    The fake is made without gradients (this update trains D only), or passed in as ``x_fake`` when the caller
+    already has it; it is detached either way.
     """
     x_real = x_real.detach().requires_grad_(True)
     out = nets.discriminator(x_real, y_org)
     loss_real = adv_loss(out, 1.0)
     loss_reg = r1_penalty(out, x_real)
 
-    with torch.no_grad():
-        s_trg = _target_style(nets, y_trg, z_trg, x_ref)
-        x_fake = nets.generator(x_real, s_trg, masks=masks)
-    loss_fake = adv_loss(nets.discriminator(x_fake, y_trg), 0.0)
+    if x_fake is None:
+        with torch.no_grad():
+            s_trg = _target_style(nets, y_trg, z_trg, x_ref)
+            x_fake = nets.generator(x_real, s_trg, masks=masks)
+    loss_fake = adv_loss(nets.discriminator(x_fake.detach(), y_trg), 0.0)
 
     loss = loss_real + loss_fake + cfg.lambda_reg * loss_reg
     stats = {"real": loss_real.detach(), "fake": loss_fake.detach(), "reg": loss_reg.detach()}
@@ -96,12 +99,17 @@ def g_loss(
     x_refs: tuple[Tensor, Tensor] | None = None,
     masks: Masks | None = None,
     mask_fn: MaskFn | None = None,
+    fake: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Stats]:
     """Generator objective ``L_adv + lambda_sty L_sty - lambda_ds L_ds + lambda_cyc L_cyc``.
 
     Styles come from two latents (``z_trgs``) or two references (``x_refs``) of the target domain; the second
     one only feeds the diversity term, whose second image is detached. With the high-pass path, ``masks``
     are the source's face masks and ``mask_fn`` recomputes masks of the fake for the cycle term.
+
+    ``fake = (s_trg, x_fake)`` hands in the first style and translation, made with gradients by the caller
+    from the first latent or reference with the current nets (``train_step`` re-uses the latent-guided fake it
+    already made for the discriminator's update); the first latent or reference is then not used again.
     """
     if (z_trgs is None) == (x_refs is None):
         raise ValueError("give exactly one of two latent codes (z_trgs) or two reference images (x_refs)")
@@ -109,8 +117,11 @@ def g_loss(
     r1, r2 = x_refs if x_refs is not None else (None, None)
 
     # Adversarial term: fool D into calling the translation real for the target domain.
-    s_trg = _target_style(nets, y_trg, z1, r1)
-    x_fake = nets.generator(x_real, s_trg, masks=masks)
+    if fake is None:
+        s_trg = _target_style(nets, y_trg, z1, r1)
+        x_fake = nets.generator(x_real, s_trg, masks=masks)
+    else:
+        s_trg, x_fake = fake
     loss_adv = adv_loss(nets.discriminator(x_fake, y_trg), 1.0)
 
     # Style reconstruction: the style encoder must recover the style the image was made with.
@@ -118,12 +129,14 @@ def g_loss(
     loss_sty = (s_pred - s_trg).abs().mean()
 
     # Diversity sensitive term (maximised): two styles should give two different images.
-    s_trg2 = _target_style(nets, y_trg, z2, r2)
-    x_fake2 = nets.generator(x_real, s_trg2, masks=masks).detach()
+    # The second image is a constant of this update, so it is made without building a graph.
+    with torch.no_grad():
+        s_trg2 = _target_style(nets, y_trg, z2, r2)
+        x_fake2 = nets.generator(x_real, s_trg2, masks=masks)
     loss_ds = (x_fake - x_fake2).abs().mean()
 
     # Cycle consistency: translating back with the source's own style must return the source.
-    if nets.generator.hpf is not None:
+    if unwrap(nets.generator).hpf is not None:
         if mask_fn is None:
             raise ValueError("the high-pass path (w_hpf > 0) needs mask_fn (FAN.masks) for the cycle term")
         cycle_masks = mask_fn(x_fake)

@@ -23,6 +23,12 @@ _SQRT2 = math.sqrt(2.0)
 _LRELU_SLOPE = 0.2
 
 
+def unwrap(module: nn.Module) -> nn.Module:
+    """The network inside a ``DistributedDataParallel`` (or ``torch.compile``) wrapper, else ``module`` itself."""
+    inner = getattr(module, "module", None) or getattr(module, "_orig_mod", None)
+    return unwrap(inner) if isinstance(inner, nn.Module) else module
+
+
 def select_domain(per_domain: Tensor, y: Tensor) -> Tensor:
     """Pick each sample's own domain head: ``(B, K, ...) -> (B, ...)`` with ``y`` of shape ``(B,)``."""
     if y.dim() != 1 or y.shape[0] != per_domain.shape[0]:

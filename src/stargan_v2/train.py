@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -44,18 +45,24 @@ class StepInputs:
     x_ref2: Tensor
 
     def to(self, device: torch.device | str) -> StepInputs:
-        """A copy with every tensor on ``device``."""
-        return StepInputs(**{k: v.to(device) for k, v in vars(self).items()})
+        """A copy with every tensor on ``device`` (asynchronous from pinned memory to a GPU)."""
+        return StepInputs(**{k: v.to(device, non_blocking=True) for k, v in vars(self).items()})
 
 
 def make_optimizers(nets: Nets, cfg: TrainConfig) -> dict[str, torch.optim.Adam]:
-    """One Adam per network: ``lr`` for G, E, D and ``f_lr`` for the mapping network; plain L2 decay."""
+    """One Adam per network: ``lr`` for G, E, D and ``f_lr`` for the mapping network; plain L2 decay.
+
+    On a GPU the fused implementation (one kernel per update) is used; on the CPU the default one, whose
+    results the parity tests check bit for bit against the authors' code.
+    """
+    on_gpu = next(nets.generator.parameters()).is_cuda
     return {
         name: torch.optim.Adam(
             module.parameters(),
             lr=cfg.f_lr if name == "mapping_network" else cfg.lr,
             betas=(cfg.beta1, cfg.beta2),
             weight_decay=cfg.weight_decay,
+            **({"fused": True} if on_gpu else {}),
         )
         for name, module in nets.items()
     }
@@ -101,11 +108,53 @@ class TrainState:
     optimizers: dict[str, torch.optim.Adam]
     step: int = 0
     fan: nn.Module | None = field(default=None)
+    #: ``DistributedDataParallel`` wrappers of the four nets when many processes train together (see
+    #: ``wrap_ddp``); ``None`` in one process.
+    ddp: dict[str, nn.Module] | None = field(default=None)
+    #: ``fp32``, or ``bf16`` for bfloat16 autocast of the forward passes (weights and optimisers stay fp32).
+    precision: str = "fp32"
 
     @property
     def mask_fn(self) -> MaskFn | None:
         """``FAN.masks`` when the high-pass path is on, else ``None``."""
         return self.fan.masks if self.fan is not None else None  # type: ignore[return-value]
+
+    def view(self, *stepped: str) -> Nets:
+        """The nets as one update uses them: the ``stepped`` ones through their DDP wrappers (whose backward
+        averages gradients over the processes), the others as plain modules (no gradient exchange for nets
+        that the update does not step). In one process this is ``nets`` itself.
+        """
+        if self.ddp is None:
+            return self.nets
+        return Nets(**{name: self.ddp[name] if name in stepped else module for name, module in self.nets.items()})
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        """The forward passes' precision context: bfloat16 autocast for ``bf16``, nothing for ``fp32``."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        device = next(self.nets.generator.parameters()).device
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def wrap_ddp(state: TrainState) -> None:
+    """Wrap the four nets in ``DistributedDataParallel`` (the process group must exist).
+
+    Every process starts from rank 0's weights (DDP broadcasts them). Buffers are not broadcast on every
+    forward: the only one is the high-pass filter, a constant.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(state.nets.generator.parameters()).device
+    ids = [device.index] if device.type == "cuda" else None
+    # Newer PyTorch renamed the switch (and still syncs buffers once at construction, which is what we want).
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    state.ddp = {
+        name: DistributedDataParallel(module, device_ids=ids, **no_sync) for name, module in state.nets.items()
+    }
 
 
 def init_train_state(config: Config, device: torch.device | str = "cpu", fan: nn.Module | None = None) -> TrainState:
@@ -128,18 +177,27 @@ def init_train_state(config: Config, device: torch.device | str = "cpu", fan: nn
     return TrainState(config, nets, nets_ema, make_optimizers(nets, config.train), 0, fan)
 
 
-def _update(optimizers: list[torch.optim.Optimizer], loss: Tensor) -> None:
+def _update(optimizers: list[torch.optim.Optimizer], loss: Tensor) -> Tensor:
+    """Back-propagate ``loss`` and step ``optimizers``; returns the stepped weights' gradient norm.
+
+    The norm is a device tensor (no host sync): it is non-finite exactly when some gradient is, which is how
+    the run notices a numerical fault in the step it happened (``stargan_v2.run`` reads it at log intervals).
+    """
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
     loss.backward()
+    grads = [p.grad for opt in optimizers for group in opt.param_groups for p in group["params"] if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
     for opt in optimizers:
         opt.step()
+    return norm.detach()
 
 
 def train_step(state: TrainState, inputs: StepInputs) -> Stats:
     """Run one iteration (four updates, then EMA) in place and return its loss components.
 
-    Returns detached scalar tensors keyed ``D/latent_real`` ... ``G/ref_cyc`` and ``G/lambda_ds``.
+    Returns detached scalar tensors keyed ``D/latent_real`` ... ``G/ref_cyc``, the gradient norm of each update
+    (``D/latent_grad_norm`` ... ``G/ref_grad_norm``) and ``G/lambda_ds``.
     """
     cfg = state.config.train
     nets, opt = state.nets, state.optimizers
@@ -153,31 +211,44 @@ def train_step(state: TrainState, inputs: StepInputs) -> Stats:
     # The source's face masks do not change within the iteration, so compute them once.
     masks = state.fan.masks(x) if state.fan is not None else None
     stats: Stats = {}
+    latent_nets = state.view("generator", "mapping_network", "style_encoder")
 
-    # 1-2. Discriminator: a latent-guided fake, then a reference-guided one; R1 on the reals in both.
-    for kind, guide in (("latent", {"z_trg": inputs.z_trg}), ("ref", {"x_ref": inputs.x_ref})):
-        loss, parts = d_loss(nets, x, y_src, y_trg, cfg, masks=masks, **guide)
-        _update([opt["discriminator"]], loss)
+    # 0. The latent-guided fake G(x, F_y~(z)) of update 1 is also the first fake of update 3: updates 1 and 2
+    #    step D alone, so G and F are the same in both. It is made once, with its graph kept for update 3.
+    with state.autocast():
+        s_latent = latent_nets.mapping_network(inputs.z_trg, y_trg)
+        x_latent = latent_nets.generator(x, s_latent, masks=masks)
+
+    # 1-2. Discriminator: the latent-guided fake, then a reference-guided one; R1 on the reals in both.
+    d_nets = state.view("discriminator")
+    for kind, guide in (("latent", {"x_fake": x_latent}), ("ref", {"x_ref": inputs.x_ref})):
+        with state.autocast():
+            loss, parts = d_loss(d_nets, x, y_src, y_trg, cfg, masks=masks, **guide)
+        parts["grad_norm"] = _update([opt["discriminator"]], loss)
         stats.update({f"D/{kind}_{k}": v for k, v in parts.items()})
 
     # 3. Generator, mapping network and style encoder with latent-guided styles (D is only a critic here).
     with frozen(nets.discriminator):
-        loss, parts = g_loss(
-            nets, x, y_src, y_trg, cfg, lambda_ds,
-            z_trgs=(inputs.z_trg, inputs.z_trg2), masks=masks, mask_fn=state.mask_fn,
-        )  # fmt: skip
-        _update([opt["generator"], opt["mapping_network"], opt["style_encoder"]], loss)
+        with state.autocast():
+            loss, parts = g_loss(
+                latent_nets, x, y_src, y_trg, cfg, lambda_ds,
+                z_trgs=(inputs.z_trg, inputs.z_trg2), masks=masks, mask_fn=state.mask_fn,
+                fake=(s_latent, x_latent),
+            )  # fmt: skip
+        parts["grad_norm"] = _update([opt["generator"], opt["mapping_network"], opt["style_encoder"]], loss)
     stats.update({f"G/latent_{k}": v for k, v in parts.items()})
+    del x_latent, s_latent
 
     # 4. Generator alone with reference-guided styles (F is unused; E only passes gradients through).
     stepped = ["generator", "mapping_network", "style_encoder"] if cfg.ref_step_updates_all else ["generator"]
     idle = [nets.discriminator] + ([] if cfg.ref_step_updates_all else [nets.style_encoder])
     with frozen(*idle):
-        loss, parts = g_loss(
-            nets, x, y_src, y_trg, cfg, lambda_ds,
-            x_refs=(inputs.x_ref, inputs.x_ref2), masks=masks, mask_fn=state.mask_fn,
-        )  # fmt: skip
-        _update([opt[name] for name in stepped], loss)
+        with state.autocast():
+            loss, parts = g_loss(
+                state.view(*stepped), x, y_src, y_trg, cfg, lambda_ds,
+                x_refs=(inputs.x_ref, inputs.x_ref2), masks=masks, mask_fn=state.mask_fn,
+            )  # fmt: skip
+        parts["grad_norm"] = _update([opt[name] for name in stepped], loss)
     stats.update({f"G/ref_{k}": v for k, v in parts.items()})
 
     # 5. Running averages of G, F and E.

@@ -1,0 +1,381 @@
+"""Speed and memory benchmarks: training iterations and synthesis batches (``stargan-v2 bench train|synth``).
+
+A benchmark warms up, then times repeated iterations and reports the median: seconds per iteration (all four
+updates and the EMA), images per second, peak memory (CUDA's max allocated, or the process's peak resident
+set on CPU) and the model FLOPs of one iteration (convolutions and matrix products, forward and backward,
+counted by ``torch.utils.flop_counter``) with the FLOP/s achieved.
+
+``--impl authors`` times the same iteration done the way the authors' code does its work (every update
+back-propagates into all four networks' weights, the latent-guided fake is made twice, the diversity term's
+second image keeps its graph). It computes the same update, so it is the like-for-like baseline on any
+machine; ``docs/BENCHMARKS.md`` also lists timings of the authors' own code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+
+from .config import Config
+from .losses import adv_loss, ds_weight, r1_penalty
+from .model import Nets, build_nets
+from .train import PRECISIONS, StepInputs, TrainState, ema_update, init_train_state, train_step
+
+IMPLS = ("ours", "authors")
+
+
+@dataclass
+class BenchResult:
+    """One benchmark's figures; ``to_json`` gives the ``--json`` object."""
+
+    kind: str  # "train" or "synth"
+    sec_per_iter: float
+    images_per_sec: float
+    peak_mem_mb: float
+    flops_per_iter: float | None
+    flops_per_sec: float | None
+    times: list[float]
+    settings: dict[str, object]
+    machine: dict[str, str]
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        s = self.settings
+        lines = [
+            f"{self.kind}: {s['preset']} at {s['img_size']} px, batch {s['batch_size']}, {s['device']}, "
+            f"{s['precision']}{', channels_last' if s.get('channels_last') else ''}"
+            f"{', compiled' if s.get('compile') else ''}, impl {s.get('impl', 'ours')}",
+            f"  {self.sec_per_iter:.4f} s per {'iteration' if self.kind == 'train' else 'batch'} (median of "
+            f"{len(self.times)}), {self.images_per_sec:.2f} images/s, peak memory {self.peak_mem_mb:.0f} MB",
+        ]
+        if self.flops_per_iter is not None and self.flops_per_sec is not None:
+            lines.append(
+                f"  {self.flops_per_iter / 1e9:.1f} GFLOP per iteration, {self.flops_per_sec / 1e12:.3f} TFLOP/s"
+            )
+        lines.append(f"  {self.machine['device_name']}, PyTorch {self.machine['torch']}")
+        return "\n".join(lines)
+
+
+def machine_info(device: torch.device) -> dict[str, str]:
+    """The machine a figure was measured on: device name, CPU threads, PyTorch and Python versions."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return {
+        "device_name": name,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The authors' order of work, for comparison
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _all_grads_update(state: TrainState, stepped: list[str], loss: Tensor) -> None:
+    for opt in state.optimizers.values():
+        opt.zero_grad(set_to_none=False)
+    loss.backward()
+    for name in stepped:
+        state.optimizers[name].step()
+
+
+def authors_train_step(state: TrainState, inputs: StepInputs) -> None:
+    """One iteration with the authors' amount of work (the same update as ``train_step``, done slower).
+
+    Every backward pass computes the weight gradients of all four networks although only some are stepped,
+    the latent-guided fake is made once for D (without gradients) and again for G, and the diversity term's
+    second image is made with a graph that is then thrown away. The high-pass path is not supported here.
+    """
+    cfg, nets = state.config.train, state.nets
+    x, y_org, y_trg = inputs.x_src, inputs.y_src, inputs.y_trg
+    lambda_ds = ds_weight(state.step, cfg)
+
+    def style(z: Tensor | None, ref: Tensor | None) -> Tensor:
+        return nets.mapping_network(z, y_trg) if z is not None else nets.style_encoder(ref, y_trg)
+
+    for z, ref in ((inputs.z_trg, None), (None, inputs.x_ref)):
+        x_real = x.detach().requires_grad_(True)
+        out = nets.discriminator(x_real, y_org)
+        loss = adv_loss(out, 1.0) + cfg.lambda_reg * r1_penalty(out, x_real)
+        with torch.no_grad():
+            x_fake = nets.generator(x, style(z, ref))
+        loss = loss + adv_loss(nets.discriminator(x_fake, y_trg), 0.0)
+        _all_grads_update(state, ["discriminator"], loss)
+
+    latent = ((inputs.z_trg, None), (inputs.z_trg2, None))
+    reference = ((None, inputs.x_ref), (None, inputs.x_ref2))
+    for (first, second), stepped in (
+        (latent, ["generator", "mapping_network", "style_encoder"]),
+        (reference, ["generator"]),
+    ):
+        s_trg = style(*first)
+        x_fake = nets.generator(x, s_trg)
+        loss_adv = adv_loss(nets.discriminator(x_fake, y_trg), 1.0)
+        loss_sty = (nets.style_encoder(x_fake, y_trg) - s_trg).abs().mean()
+        x_fake2 = nets.generator(x, style(*second)).detach()
+        loss_ds = (x_fake - x_fake2).abs().mean()
+        loss_cyc = (nets.generator(x_fake, nets.style_encoder(x, y_org)) - x).abs().mean()
+        loss = loss_adv + cfg.lambda_sty * loss_sty - lambda_ds * loss_ds + cfg.lambda_cyc * loss_cyc
+        _all_grads_update(state, stepped, loss)
+    ema_update(nets, state.nets_ema, cfg.ema_beta)
+    state.step += 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Measuring
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_mem_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # ru_maxrss is in kilobytes on Linux and bytes on macOS: the process's peak since it started.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def _time(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def _count_flops(fn: Callable[[], object]) -> float:
+    """FLOPs of convolutions and matrix products (forward, backward and R1's double backward) in ``fn()``.
+
+    Uses PyTorch's own per-operator formulas (``torch.utils.flop_counter``) from a dispatch mode: its
+    ``FlopCounterMode`` also tracks modules with hooks that ``autograd.grad`` (R1) does not allow.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Counter(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                Counter.total += int(formula(*args, **kwargs, out_val=out))
+            return out
+
+    with Counter():
+        fn()
+    return float(Counter.total)
+
+
+def random_inputs(config: Config, batch: int, device: torch.device, channels_last: bool = False) -> StepInputs:
+    """Random images in [-1, 1], labels and latents for one iteration (the content does not change the speed)."""
+    m = config.model
+    g = torch.Generator().manual_seed(0)
+    size = (batch, 3, m.img_size, m.img_size)
+
+    def img() -> Tensor:
+        x = (torch.rand(size, generator=g) * 2 - 1).to(device)
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    return StepInputs(
+        x_src=img(),
+        y_src=torch.randint(0, m.num_domains, (batch,), generator=g).to(device),
+        y_trg=torch.randint(0, m.num_domains, (batch,), generator=g).to(device),
+        z_trg=torch.randn(batch, m.latent_dim, generator=g).to(device),
+        z_trg2=torch.randn(batch, m.latent_dim, generator=g).to(device),
+        x_ref=img(),
+        x_ref2=img(),
+    )
+
+
+def _prepare(nets: Nets, channels_last: bool, compile_nets: bool) -> None:
+    for name, module in list(nets.items()):
+        if channels_last:
+            module.to(memory_format=torch.channels_last)
+        # D stays eager: R1 differentiates D's input gradient again (create_graph=True), which compiled graphs
+        # do not support.
+        if compile_nets and name != "discriminator":
+            setattr(nets, name, torch.compile(module))
+
+
+@contextlib.contextmanager
+def _reset_peak(device: torch.device) -> Iterator[None]:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    yield
+
+
+def _settings(config: Config, device: torch.device, **extra: object) -> dict[str, object]:
+    m = config.model
+    return {
+        "img_size": m.img_size,
+        "num_domains": m.num_domains,
+        "max_conv_dim": m.max_conv_dim,
+        "first_dim": m.first_dim,
+        "device": str(device),
+        **extra,
+    }
+
+
+def bench_train(
+    config: Config,
+    *,
+    preset_name: str,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile_nets: bool = False,
+    impl: str = "ours",
+    warmup: int = 1,
+    repeats: int = 3,
+    count_flops: bool = True,
+) -> BenchResult:
+    """Median time of full training iterations (four updates and the EMA) of ``config`` at ``batch_size``."""
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+    if impl not in IMPLS:
+        raise ValueError(f"--impl {impl}: choose one of {', '.join(IMPLS)}")
+    if impl == "authors" and (precision != "fp32" or channels_last or compile_nets):
+        raise ValueError(
+            "--impl authors is the authors' fp32 eager iteration: drop --precision, --channels-last and --compile"
+        )
+    if config.model.uses_hpf:
+        raise ValueError("the training benchmark runs without the face network: use --set w_hpf=0")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    state = init_train_state(config, device=device)
+    state.precision = precision
+    _prepare(state.nets, channels_last, compile_nets)
+    inputs = random_inputs(config, batch_size, device, channels_last)
+    step = authors_train_step if impl == "authors" else train_step
+
+    def one() -> None:
+        step(state, inputs)
+
+    with _reset_peak(device):
+        times = _time(one, device, warmup, repeats)
+        peak = _peak_mem_mb(device)
+    flops = _count_flops(one) if count_flops else None
+    sec = statistics.median(times)
+    return BenchResult(
+        kind="train",
+        sec_per_iter=sec,
+        images_per_sec=batch_size / sec,
+        peak_mem_mb=peak,
+        flops_per_iter=flops,
+        flops_per_sec=flops / sec if flops is not None else None,
+        times=times,
+        settings=_settings(
+            config,
+            device,
+            preset=preset_name,
+            batch_size=batch_size,
+            precision=precision,
+            channels_last=channels_last,
+            compile=compile_nets,
+            impl=impl,
+        ),
+        machine=machine_info(device),
+    )
+
+
+def bench_synth(
+    config: Config,
+    *,
+    preset_name: str,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile_nets: bool = False,
+    mode: str = "latent",
+    warmup: int = 1,
+    repeats: int = 5,
+    count_flops: bool = True,
+) -> BenchResult:
+    """Median time of one batch of latent-guided (``F`` then ``G``) or reference-guided (``E`` then ``G``) synthesis."""
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+    if mode not in ("latent", "reference"):
+        raise ValueError(f"--mode {mode}: choose latent or reference")
+    if config.model.uses_hpf:
+        raise ValueError("the synthesis benchmark runs without the face network: use --set w_hpf=0")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    nets = build_nets(config.model, discriminator=False).to(device).eval()
+    _prepare(nets, channels_last, compile_nets)
+    inputs = random_inputs(config, batch_size, device, channels_last)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+    def forward() -> Tensor:
+        with autocast:
+            if mode == "latent":
+                s = nets.mapping_network(inputs.z_trg, inputs.y_trg)
+            else:
+                s = nets.style_encoder(inputs.x_ref, inputs.y_trg)
+            return nets.generator(inputs.x_src, s)
+
+    with _reset_peak(device):
+        times = _time(torch.inference_mode()(forward), device, warmup, repeats)
+        peak = _peak_mem_mb(device)
+    # Counted under no_grad: in inference mode composite operators reach the counter undecomposed (conv2d
+    # instead of convolution), and the formulas are registered for the decomposed ones.
+    flops = _count_flops(torch.no_grad()(forward)) if count_flops else None
+    sec = statistics.median(times)
+    return BenchResult(
+        kind="synth",
+        sec_per_iter=sec,
+        images_per_sec=batch_size / sec,
+        peak_mem_mb=peak,
+        flops_per_iter=flops,
+        flops_per_sec=flops / sec if flops is not None else None,
+        times=times,
+        settings=_settings(
+            config,
+            device,
+            preset=preset_name,
+            batch_size=batch_size,
+            precision=precision,
+            channels_last=channels_last,
+            compile=compile_nets,
+            mode=mode,
+        ),
+        machine=machine_info(device),
+    )
+
+
+def to_json(result: BenchResult) -> dict[str, object]:
+    """The ``--json`` object: ``sec_per_iter``, ``images_per_sec``, ``peak_mem_mb`` and the rest."""
+    return asdict(result)

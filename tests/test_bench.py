@@ -1,0 +1,105 @@
+"""The speed benchmark: its figures are there and well-formed, and its baseline computes the same update."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+import torch
+
+from stargan_v2.bench import authors_train_step, bench_synth, bench_train
+from stargan_v2.cli import main
+from stargan_v2.config import preset
+from stargan_v2.train import init_train_state, train_step
+
+from .conftest import make_inputs
+
+
+def _weights(state) -> dict[str, torch.Tensor]:
+    out = {}
+    for prefix, nets in (("nets", state.nets), ("ema", state.nets_ema)):
+        for name, module in nets.items():
+            out.update({f"{prefix}.{name}.{k}": v.clone() for k, v in module.state_dict().items()})
+    return out
+
+
+def test_authors_order_of_work_gives_our_update() -> None:
+    """The baseline does more work, not different work: both give the same weights after two iterations."""
+    default = torch.get_default_dtype()
+    # Double precision: rounding differences of the two orders of work stay far below any real difference.
+    torch.set_default_dtype(torch.float64)
+    try:
+        config = preset("tiny").override(["ema_beta=0.9"])
+        states = []
+        for step_fn in (train_step, authors_train_step):
+            torch.manual_seed(0)
+            state = init_train_state(config)
+            for step in range(2):
+                step_fn(state, make_inputs(config, batch=3, seed=step))
+            states.append(_weights(state))
+        torch.manual_seed(0)
+        initial = _weights(init_train_state(config))
+    finally:
+        torch.set_default_dtype(default)
+    ours, theirs = states
+    for key, value in ours.items():
+        torch.testing.assert_close(theirs[key], value, rtol=0, atol=1e-9, msg=lambda m, k=key: f"{k}: {m}")
+    assert any(not torch.equal(initial[k], ours[k]) for k in ours if k.startswith("nets.discriminator"))
+    assert any(not torch.equal(initial[k], ours[k]) for k in ours if k.startswith("ema.mapping_network"))
+
+
+def test_train_benchmark_reports_its_figures() -> None:
+    result = bench_train(preset("tiny"), preset_name="tiny", batch_size=2, warmup=0, repeats=2)
+    assert len(result.times) == 2 and all(t > 0 for t in result.times)
+    assert result.sec_per_iter == pytest.approx(statistics.median(result.times))
+    assert result.images_per_sec == pytest.approx(2 / result.sec_per_iter)
+    assert result.peak_mem_mb > 0
+    # Forward, backward and R1's double backward of four nets: far more than one generator forward.
+    synth = bench_synth(preset("tiny"), preset_name="tiny", batch_size=2, warmup=0, repeats=1)
+    assert result.flops_per_iter is not None and synth.flops_per_iter is not None
+    assert result.flops_per_iter > 5 * synth.flops_per_iter > 0
+    assert result.flops_per_sec == pytest.approx(result.flops_per_iter / result.sec_per_iter)
+
+
+def test_synth_flops_match_a_hand_count_for_one_convolution_net() -> None:
+    """The FLOP count is PyTorch's per-operator formula: 2 * MACs of every convolution and linear layer."""
+    config = preset("tiny")
+    result = bench_synth(config, preset_name="tiny", batch_size=1, warmup=0, repeats=1)
+    from stargan_v2.model import build_nets
+
+    nets = build_nets(config.model, discriminator=False)
+    macs = 0
+
+    def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, torch.nn.Conv2d):
+            macs += output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        elif isinstance(module, torch.nn.Linear):
+            macs += output.numel() * module.in_features
+
+    for _, net in list(nets.items())[:2]:
+        for m in net.modules():
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        x = torch.zeros(1, 3, 32, 32)
+        nets.generator(x, nets.mapping_network(torch.zeros(1, config.model.latent_dim), torch.zeros(1).long()))
+    assert result.flops_per_iter == pytest.approx(2 * macs, rel=1e-6)
+
+
+def test_bench_command_json(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "train", "--preset", "tiny", "--batch-size", "2", "--warmup", "0", "--repeats", "1"]
+    assert main([*argv, "--json", "--no-flops"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"sec_per_iter", "images_per_sec", "peak_mem_mb", "settings", "machine"} <= set(out)
+    assert out["flops_per_iter"] is None and out["settings"]["batch_size"] == 2
+    assert main(["bench", "synth", "--preset", "tiny", "--repeats", "1", "--json", "--mode", "reference"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images_per_sec"] > 0 and out["settings"]["mode"] == "reference"
+
+
+def test_bench_command_refuses_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "train", "--preset", "tiny", "--batch-size", "0"]) == 2
+    assert "--batch-size" in capsys.readouterr().err
+    assert main(["bench", "train", "--preset", "tiny", "--impl", "authors", "--precision", "bf16"]) == 2
+    assert "--impl authors" in capsys.readouterr().err
