@@ -156,9 +156,10 @@ def test_he_init() -> None:
 
 def test_generator_has_no_tanh(tiny_config: Config) -> None:
     """The released model leaves outputs unbounded; a large bias in to_rgb must pass straight through."""
+    torch.manual_seed(0)  # the margin depends on the random weights: fix them
     nets = build_nets(tiny_config.model)
     m = tiny_config.model
     with torch.no_grad():
-        nets.generator.to_rgb[2].bias.fill_(5.0)
+        nets.generator.to_rgb[2].bias.fill_(50.0)
     out = nets.generator(torch.randn(1, 3, m.img_size, m.img_size), torch.randn(1, m.style_dim))
     assert out.min() > 1.0

@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import random
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,40 @@ def _atomic_save(tensors: dict[str, Tensor], metadata: dict[str, str], path: Pat
     _atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    """Whether ``path`` starts as a safetensors file does (8-byte header length, then a JSON object)."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    return path.suffix == ".safetensors" or (len(head) == 9 and head[8:] == b"{")
+
+
+def _safetensors_problem(path: Path, exc: Exception) -> str:
+    """Why a file is not a readable safetensors checkpoint, in words; a truncated file is named as such."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+        header_len = int.from_bytes(head[:8], "little") if len(head) == 9 and head[8:] == b"{" else 0
+        # Only a plausible header is parsed (safetensors caps it at 100 MB as well).
+        fh.seek(8)
+        header = fh.read(header_len) if 0 < header_len <= min(size - 8, 100_000_000) else b""
+    needed = 8 + header_len
+    try:
+        entries = json.loads(header) if header else {}
+        needed += max((e["data_offsets"][1] for k, e in entries.items() if k != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        pass  # not a valid header: say what safetensors said
+    if 0 < header_len < 100_000_000 and size < needed:
+        return (
+            f"{path} is truncated: it holds {size:,} bytes but its header describes {needed:,}; the copy or "
+            "download was probably interrupted (checkpoints are written atomically, so training does not leave "
+            "such files)"
+        )
+    hint = ""
+    if path.suffix == ".ckpt":
+        hint = " It looks like one of the authors' files: use stargan_v2.load_official for those."
+    return f"{path} is not a stargan-v2 safetensors checkpoint ({exc}).{hint}"
+
+
 def _read(path: PathLike, expected_format: str) -> tuple[dict[str, Tensor], dict[str, str]]:
     path = Path(path)
     if not path.is_file():
@@ -82,10 +117,7 @@ def _read(path: PathLike, expected_format: str) -> tuple[dict[str, Tensor], dict
             metadata = fh.metadata() or {}
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except (SafetensorError, OSError, ValueError) as exc:
-        hint = ""
-        if path.suffix == ".ckpt":
-            hint = " It looks like one of the authors' files: use stargan_v2.load_official for those."
-        raise CheckpointError(f"{path} is not a stargan-v2 safetensors checkpoint ({exc}).{hint}") from None
+        raise CheckpointError(_safetensors_problem(path, exc)) from None
     found = metadata.get("format")
     if found != expected_format:
         raise CheckpointError(
@@ -189,10 +221,12 @@ def _restore_optimizer(
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def save_training_state(state: TrainState, path: PathLike) -> Path:
+def save_training_state(state: TrainState, path: PathLike, domains: Sequence[str] | None = None) -> Path:
     """Write the complete training state to ``path`` atomically; returns the path.
 
-    Call it from one process only (rank 0) in multi-process training.
+    ``domains`` names the domains in label order (the sorted folder names), stored as the ``domains``
+    metadata key so that synthesis can refer to them by name. Call it from one process only (rank 0) in
+    multi-process training.
     """
     tensors: dict[str, Tensor] = {}
     for prefix, nets in (("nets", state.nets), ("nets_ema", state.nets_ema)):
@@ -213,6 +247,7 @@ def save_training_state(state: TrainState, path: PathLike) -> Path:
         "config": state.config.to_json(),
         "optimizers": json.dumps(optim_meta),
         **rng_meta,
+        **_domains_metadata(domains, state.config.model.num_domains),
     }
     _atomic_save(tensors, metadata, path)
     return Path(path)
@@ -231,7 +266,10 @@ def load_training_state(
     continues exactly as it would have without the interruption.
     """
     tensors, meta = _read(path, TRAINING_FORMAT)
-    config = Config.from_json(meta["config"])
+    config = read_config(path, meta)
+    missing = [k for k in ("step", "optimizers", "rng_python", "rng_numpy") if k not in meta]
+    if missing or "rng/torch" not in tensors:
+        raise CheckpointError(f"{path} is an incomplete training state: no {', '.join(missing) or 'rng/torch'}")
     nets = build_nets(config.model, init=False)
     nets_ema = build_nets(config.model, discriminator=False, init=False)
     for prefix, group in (("nets", nets), ("nets_ema", nets_ema)):
@@ -256,7 +294,9 @@ def checkpoint_kind(path: PathLike) -> str:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         return read_metadata(path).get("format", "unknown")
-    except (SafetensorError, OSError, ValueError):
+    except (SafetensorError, OSError, ValueError) as exc:
+        if _looks_like_safetensors(path):  # a damaged file of ours: say so, not "not a torch file" later
+            raise CheckpointError(_safetensors_problem(path, exc)) from None
         return "official"  # not safetensors: the authors' torch format, checked when it is loaded
 
 
@@ -266,13 +306,50 @@ def read_metadata(path: PathLike) -> dict[str, str]:
         return dict(fh.metadata() or {})
 
 
+def read_config(path: PathLike, metadata: Mapping[str, str] | None = None) -> Config:
+    """The config stored in one of our checkpoints; a missing or invalid one is a CheckpointError naming the file."""
+    meta = read_metadata(path) if metadata is None else metadata
+    if "config" not in meta:
+        raise CheckpointError(f"{path} has no 'config' metadata: it was not written by stargan-v2")
+    try:
+        return Config.from_json(meta["config"])
+    except (ValueError, TypeError, AttributeError) as exc:  # ConfigError and JSONDecodeError are ValueErrors
+        raise CheckpointError(f"{path} holds an invalid config: {exc}") from None
+
+
+def _domains_metadata(domains: Sequence[str] | None, num_domains: int) -> dict[str, str]:
+    """The optional ``domains`` metadata entry: a JSON list of names, one per domain label."""
+    if domains is None:
+        return {}
+    names = [str(d) for d in domains]
+    if len(names) != num_domains or len(set(names)) != len(names):
+        raise CheckpointError(f"domains must be {num_domains} distinct names (one per domain label), got {names}")
+    return {"domains": json.dumps(names)}
+
+
+def read_domains(path: PathLike) -> tuple[str, ...] | None:
+    """The domain names stored in one of our checkpoints (``domains`` metadata), or ``None`` if it has none."""
+    raw = read_metadata(path).get("domains")
+    if raw is None:
+        return None
+    names = json.loads(raw)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path}: the 'domains' metadata must be a JSON list of names, found {raw!r}")
+    return tuple(names)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # EMA-only file for synthesis
 # ----------------------------------------------------------------------------------------------------------
 
 
-def save_ema(nets_ema: Nets, config: Config, path: PathLike, step: int | None = None) -> Path:
-    """Write the EMA generator, mapping network and style encoder (what synthesis needs) to ``path``."""
+def save_ema(
+    nets_ema: Nets, config: Config, path: PathLike, step: int | None = None, domains: Sequence[str] | None = None
+) -> Path:
+    """Write the EMA generator, mapping network and style encoder (what synthesis needs) to ``path``.
+
+    ``domains`` optionally names the domains in label order (stored as the ``domains`` metadata key).
+    """
     tensors: dict[str, Tensor] = {}
     for name in ("generator", "mapping_network", "style_encoder"):
         tensors.update(_prefixed(f"{name}/", getattr(nets_ema, name).state_dict()))
@@ -281,6 +358,7 @@ def save_ema(nets_ema: Nets, config: Config, path: PathLike, step: int | None = 
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
         "config": config.to_json(),
+        **_domains_metadata(domains, config.model.num_domains),
     }
     if step is not None:
         metadata["step"] = str(step)
@@ -291,7 +369,7 @@ def save_ema(nets_ema: Nets, config: Config, path: PathLike, step: int | None = 
 def load_ema(path: PathLike, device: torch.device | str = "cpu") -> tuple[Nets, Config]:
     """Read an EMA-only file; returns the nets (eval mode, no discriminator) and the config they were made with."""
     tensors, meta = _read(path, EMA_FORMAT)
-    config = Config.from_json(meta["config"])
+    config = read_config(path, meta)
     nets = build_nets(config.model, discriminator=False, init=False)
     for name, module in nets.items():
         load_net_state(module, _take(f"{name}/", tensors), f"{path} [{name}]")
@@ -333,16 +411,39 @@ class OfficialModel:
 
 
 def _torch_load(path: PathLike, map_location: torch.device | str) -> Any:
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``).
+
+    The authors' files are pickles, and unpickling can run any code the file names. The weights-only unpickler
+    refuses everything but tensors, dicts, lists and numbers before building it, so a malicious file is refused
+    without running anything; so is a damaged one. Either way the error names the file and the reason.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
+    except pickle.UnpicklingError as exc:
+        # torch's message advises weights_only=False, which would run the file's code: give our own advice.
+        found = re.search(r"WeightsUnpickler error:\s*([^\n]*)", str(exc))
+        detail = _first_sentence(found.group(1) if found else str(exc))
         raise CheckpointError(
-            f"could not read {path} as a torch checkpoint of tensors ({type(exc).__name__}: {exc}). "
-            "Only plain state dicts can be loaded (weights_only=True); pickled objects are refused."
+            f"refused {path}: it holds pickled data other than tensors ({detail}). Unpickling that could run "
+            "arbitrary code, so none of it was run: only plain state dicts of tensors are loaded "
+            "(torch.load with weights_only=True). A file cut short reads like this too: copy or download it "
+            "again; if it holds other objects and you trust its source, re-save its state dicts with torch.save."
         ) from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, struct.error ... on damaged files
+        raise CheckpointError(
+            f"could not read {path}: it is damaged, cut short, or not a torch checkpoint "
+            f"({type(exc).__name__}: {_first_sentence(str(exc))}); copy or download it again"
+        ) from None
+
+
+def _first_sentence(text: str, limit: int = 200) -> str:
+    """The first sentence of an error message (torch's run to paragraphs), without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text).strip()
+    first = re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0].rstrip(".")
+    return (first[: limit - 3] + "...") if len(first) > limit else (first or "no details")
 
 
 def _strip_module(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -484,10 +585,16 @@ class SynthesisModel:
 
 
 def load_for_synthesis(
-    path: PathLike, fan_path: PathLike | None = None, device: torch.device | str = "cpu"
+    path: PathLike,
+    fan_path: PathLike | None = None,
+    device: torch.device | str = "cpu",
+    require_fan: bool = True,
 ) -> SynthesisModel:
     """Load the EMA nets from any checkpoint: a run directory (its newest checkpoint), one of our training-state
     or EMA files, or one of the authors' ``*_nets_ema.ckpt`` / ``*_nets.ckpt`` files.
+
+    A high-pass model needs the face-landmark network (``fan_path``) to run; ``require_fan=False`` loads it
+    without one (``fan`` is then ``None``), for uses that take the masks from elsewhere such as export.
     """
     path = Path(path)
     if path.is_dir():
@@ -507,7 +614,7 @@ def load_for_synthesis(
     else:
         official = load_official(path, fan_path=fan_path, map_location=device)
         return SynthesisModel(official.nets.eval(), official.config, official.fan, path)
-    if model_config.uses_hpf:
+    if model_config.uses_hpf and (fan_path is not None or require_fan):
         if fan_path is None:
             raise CheckpointError(
                 f"{path} is a high-pass model (w_hpf={model_config.w_hpf}): pass the face-landmark network "

@@ -10,6 +10,7 @@ functions of the step (``stargan_v2.losses.ds_weight``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -21,8 +22,55 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and what would be valid."""
 
 
+#: The largest image size: the data loader refuses images above 8192 x 8192 pixels
+#: (``stargan_v2.data.MAX_IMAGE_PIXELS``), so a larger model could never be trained.
+MAX_IMG_SIZE = 8192
+#: Seeds are given to ``torch.manual_seed``, which takes 64-bit values; non-negative ones below 2**63 also fit
+#: every other generator a seed may reach.
+MAX_SEED = 2**63 - 1
+
+
 def _is_power_of_two(n: int) -> bool:
     return n > 0 and (n & (n - 1)) == 0
+
+
+def _is_int(value: Any) -> bool:
+    # bool is a subclass of int in Python, but `num_domains=true` is a mistake, not 1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float, not a bool; an int too large for a float is not one either (torch needs floats)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond 1.8e308
+        return False
+
+
+def _check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> None:
+    """Fail naming ``name`` unless ``value`` is an integer in ``[minimum, maximum]``."""
+    if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        if maximum is not None:
+            wanted = f"an integer in [{minimum}, {maximum}]"
+        else:
+            wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{name} must be {wanted} (got {value!r})")
+
+
+def _check_number(
+    name: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False
+) -> None:
+    """Fail naming ``name`` unless ``value`` is a finite number in the interval from ``low`` to ``high``."""
+    ok = _is_number(value) and (value > low if open_low else value >= low)
+    ok = ok and (value < high if open_high else value <= high)
+    if not ok:
+        if high == math.inf:
+            wanted = "a positive number" if open_low and low == 0 else f"a finite number >= {low:g}"
+        else:
+            wanted = f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        raise ConfigError(f"{name} must be {wanted} (got {value!r})")
 
 
 @dataclass(frozen=True)
@@ -45,18 +93,17 @@ class ModelConfig:
     w_hpf: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.img_size, int) or not _is_power_of_two(self.img_size) or self.img_size < 16:
-            raise ConfigError(f"img_size must be a power of two >= 16 (got {self.img_size!r})")
+        size = self.img_size
+        if not _is_int(size) or not _is_power_of_two(size) or not 16 <= size <= MAX_IMG_SIZE:
+            # 16 px: E and D downsample log2(img_size) - 2 times to 4 x 4 before their last 4 x 4 convolution.
+            raise ConfigError(f"img_size must be a power of two from 16 to {MAX_IMG_SIZE} (got {size!r})")
         for name in ("num_domains", "latent_dim", "style_dim", "hidden_dim", "max_conv_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer (got {value!r})")
-        if self.dim_in is not None and (not isinstance(self.dim_in, int) or self.dim_in < 1):
+            _check_int(name, getattr(self, name))
+        if self.dim_in is not None and (not _is_int(self.dim_in) or self.dim_in < 1):
             raise ConfigError(f"dim_in must be a positive integer or None for 2**14 // img_size (got {self.dim_in!r})")
         if self.first_dim < 1:
             raise ConfigError(f"dim_in resolves to {self.first_dim} at img_size={self.img_size}; set dim_in explicitly")
-        if not isinstance(self.w_hpf, (int, float)) or self.w_hpf < 0 or not math.isfinite(self.w_hpf):
-            raise ConfigError(f"w_hpf must be a finite number >= 0 (got {self.w_hpf!r})")
+        _check_number("w_hpf", self.w_hpf, 0)
 
     @property
     def first_dim(self) -> int:
@@ -101,25 +148,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("lambda_reg", "lambda_sty", "lambda_ds", "lambda_cyc", "weight_decay"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number >= 0 (got {value!r})")
+            _check_number(name, getattr(self, name), 0)
         for name in ("lr", "f_lr"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ConfigError(f"{name} must be a positive number (got {value!r})")
+            _check_number(name, getattr(self, name), 0, open_low=True)
         for name in ("beta1", "beta2", "ema_beta"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ConfigError(f"{name} must be in [0, 1) (got {value!r})")
+            # A beta of 1 would freeze Adam's moment estimates or the EMA nets at their first value.
+            _check_number(name, getattr(self, name), 0, 1, open_high=True)
         for name in ("ds_iter", "batch_size", "total_iters", "print_every", "sample_every", "save_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer (got {value!r})")
-        if not isinstance(self.randcrop_prob, (int, float)) or not 0 <= self.randcrop_prob <= 1:
-            raise ConfigError(f"randcrop_prob must be in [0, 1] (got {self.randcrop_prob!r})")
-        if not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer (got {self.seed!r})")
+            _check_int(name, getattr(self, name))
+        _check_number("randcrop_prob", self.randcrop_prob, 0, 1)
+        _check_int("seed", self.seed, 0, MAX_SEED)
         if not isinstance(self.ref_step_updates_all, bool):
             raise ConfigError(f"ref_step_updates_all must be true or false (got {self.ref_step_updates_all!r})")
 
@@ -143,23 +181,34 @@ class Config:
     def from_dict(cls, data: Mapping[str, Any]) -> Config:
         """Build a config from ``to_dict`` output; unknown fields are an error that names them."""
         sections = {"model": ModelConfig, "train": TrainConfig}
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"a config must be an object with 'model' and 'train' sections, got {type(data).__name__}"
+            )
         unknown = set(data) - set(sections)
         if unknown:
-            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected 'model' and 'train'")
+            raise ConfigError(f"unknown config section(s) {sorted(map(str, unknown))}; expected 'model' and 'train'")
         built = {}
         for name, section_cls in sections.items():
-            values = dict(data.get(name, {}))
+            section = data.get(name, {})
+            if not isinstance(section, Mapping):
+                raise ConfigError(f"config section '{name}' must be an object of fields, got {type(section).__name__}")
+            values = dict(section)
             names = {f.name for f in fields(section_cls)}
             extra = set(values) - names
             if extra:
-                raise ConfigError(f"unknown field(s) {sorted(extra)} in config section '{name}'")
+                raise ConfigError(f"unknown field(s) {sorted(map(str, extra))} in config section '{name}'")
             built[name] = section_cls(**values)
         return cls(**built)
 
     @classmethod
     def from_json(cls, text: str) -> Config:
-        """Inverse of ``to_json``."""
-        return cls.from_dict(json.loads(text))
+        """Inverse of ``to_json``; text that is not JSON is a ConfigError too."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"the config is not valid JSON ({exc})") from None
+        return cls.from_dict(data)
 
     def override(self, assignments: Iterable[str]) -> Config:
         """Apply ``key=value`` strings (the CLI's ``--set``); see ``apply_overrides``."""
@@ -182,7 +231,9 @@ def _field_owner(key: str) -> tuple[str, dataclasses.Field[Any]]:
             if f.name == name:
                 return section, f
     known = sorted(f.name for cls in sections.values() for f in fields(cls))
-    raise ConfigError(f"unknown config field '{key}'; known fields: {', '.join(known)}")
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ConfigError(f"unknown config field '{key}'; {hint}known fields: {', '.join(known)}")
 
 
 def _parse_value(key: str, raw: str, current: Any, annotation: str) -> Any:
@@ -198,13 +249,16 @@ def _parse_value(key: str, raw: str, current: Any, annotation: str) -> Any:
                 return False
             raise ValueError
         if annotation.startswith("int"):
-            value = float(text)
+            try:
+                return int(text)  # exact, however large (float() would round a long seed)
+            except ValueError:
+                value = float(text)  # also take 1e3 and 64.0
             if not value.is_integer():
                 raise ValueError
             return int(value)
         if annotation.startswith("float"):
             return float(text)
-    except ValueError:
+    except ValueError:  # also float('1e400'), which is inf and so not an integer
         raise ConfigError(f"--set {key}={raw}: expected a value of type {annotation}") from None
     return type(current)(text) if current is not None else text
 

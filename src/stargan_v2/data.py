@@ -18,10 +18,17 @@ Every random choice of a step (images, crop boxes, flips, latents) is drawn from
 by a hash of ``(seed, rank, step)``. ``TrainBatches[step]`` is therefore a pure function of those three and of
 the files: a run resumed at step ``N`` sees exactly the batches an uninterrupted run would, with no loader
 state in the checkpoint and with any number of worker processes.
+
+Images are read by content, not by extension, with the PNG, JPEG, BMP and WebP decoders only; they are turned
+upright by their EXIF orientation and converted to 8-bit RGB (16-bit greyscale is scaled, alpha is dropped as in
+the authors' loader). A file that cannot be used (not an image, truncated, more than ``MAX_IMAGE_PIXELS``) is a
+``DataError`` naming it, or with ``skip_bad_images`` a warning and a replacement image. docs/RELIABILITY.md
+lists the cases and their tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -33,9 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -53,6 +61,18 @@ _AUG_UNIFORMS = 2 + 4 * _CROP_TRIES
 
 #: What Pillow raises on a file it cannot decode (corrupt headers, truncated data, broken compressed streams).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
+
+#: The decoders an image file may use, whatever its extension (content is sniffed, so a PNG named .jpg is read as
+#: the PNG it is). These are the formats of ``IMAGE_EXTENSIONS`` (JPEG includes the MPO variant some cameras
+#: write). Every other Pillow decoder is refused: some, such as EPS (which runs Ghostscript), are an attack surface
+#: that a folder of training images never needs.
+IMAGE_FORMATS: tuple[str, ...] = ("BMP", "JPEG", "PNG", "WEBP")
+
+#: The most pixels an image may have: 8192 x 8192. A larger one is refused by name before it is decoded, so a
+#: decompression bomb (a small file declaring a huge image) never allocates memory. This holds even if other code
+#: lifts Pillow's own limit (``Image.MAX_IMAGE_PIXELS``, which only warns between 89M and 179M pixels). Training
+#: converts the decoded image to float before resizing, so this is about 0.8 GB at most per image in flight.
+MAX_IMAGE_PIXELS = 8192 * 8192
 
 _SKIP_HINT = "delete or replace the file, or pass --skip-bad-images to skip unreadable files during training"
 
@@ -161,15 +181,20 @@ def scan_domains(
 
 
 def _check_sizes(folders: DomainFolders, min_size: int, skip_bad_images: bool) -> None:
-    """Read every header (``Image.open`` is lazy) and fail on images smaller than ``min_size``."""
+    """Read every header (``Image.open`` is lazy) and fail on images smaller than ``min_size``.
+
+    Files that are no image of an allowed format, and images of more than ``MAX_IMAGE_PIXELS``, are unreadable:
+    an error naming them, or a warning with ``skip_bad_images``. Truncated pixel data is only found when an
+    image is decoded, by ``TrainBatches``.
+    """
     too_small: list[str] = []
     unreadable: list[str] = []
     for path in (p for domain in folders.files for p in domain):
         try:
-            with Image.open(path) as image:
+            with _open_image(path) as image:
                 width, height = image.size
         except _DECODE_ERRORS as e:
-            unreadable.append(f"{path} ({e})")
+            unreadable.append(f"{path} ({_decode_problem(e)})")
             continue
         if min(width, height) < min_size:
             too_small.append(f"{path} ({width}x{height})")
@@ -210,8 +235,54 @@ def check_same_domains(train: DomainFolders, val: DomainFolders) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _open_image(path: Path) -> Image.Image:
+    """Open ``path`` lazily (only the header is read) with the decoders of ``IMAGE_FORMATS``.
+
+    Raises one of ``_DECODE_ERRORS``: ``DecompressionBombError`` for an image of more than ``MAX_IMAGE_PIXELS``.
+    """
+    with warnings.catch_warnings():
+        # Pillow warns about images above 89M pixels; those are refused below anyway, with the file's name.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(path, formats=IMAGE_FORMATS)
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise Image.DecompressionBombError(
+            f"{width}x{height} is {width * height:,} pixels, more than the limit of {MAX_IMAGE_PIXELS:,} "
+            "(a decompression bomb, or a photo far larger than training needs: downscale it)"
+        )
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Decode ``image`` and return it as 8-bit RGB, upright.
+
+    - The EXIF orientation is applied, so a phone photo stored sideways with a "rotate 90" tag is used upright.
+      A malformed EXIF block is ignored (as image viewers do): the pixels are then used as stored.
+    - 16-bit greyscale is scaled to 8 bits (``v / 257``). Pillow's ``convert`` would clip it at 255 instead,
+      turning all but the darkest images white. 16-bit colour PNGs are already reduced to 8 bits by Pillow.
+    - Alpha is dropped and the colour under it is kept, as in the authors' loader (``convert('RGB')``).
+      Palette images go through RGBA so that Pillow does not warn about their transparency.
+    - CMYK, 1-bit, greyscale and palette images are converted by Pillow.
+    """
+    image.load()  # decode every pixel now: a truncated file fails here
+    with contextlib.suppress(Exception):
+        # in_place: the pixels are turned before the metadata is rewritten, the step that malformed EXIF breaks.
+        ImageOps.exif_transpose(image, in_place=True)
+    if image.mode.startswith("I"):  # I;16, I;16B, I;16L (and "I" from older Pillow): 16-bit greyscale
+        levels = np.asarray(image).astype(np.uint32).clip(0, 65535)
+        image = Image.fromarray(((levels * 255 + 32767) // 65535).astype(np.uint8))
+    elif image.mode == "P":
+        image = image.convert("RGBA")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def _read_rgb(path: Path) -> Tensor:
-    """The image at ``path`` as ``(3, H, W)`` uint8 RGB, whatever its colour mode; DataError if unreadable."""
+    """The image at ``path`` as ``(3, H, W)`` uint8 RGB, whatever its colour mode; DataError if unreadable.
+
+    See ``_to_rgb`` for the conversions (EXIF orientation, 16-bit, alpha) and ``_open_image`` for the formats
+    and the size limit.
+    """
     # A truncated file must fail rather than decode as a partly grey image. This module never turns Pillow's
     # lenient mode on; if other code did, say so.
     if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -221,18 +292,36 @@ def _read_rgb(path: Path) -> Tensor:
             stacklevel=2,
         )
     try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")  # convert() decodes the whole file, so a truncated one fails here
+        rgb = decode_rgb(path)
     except _DECODE_ERRORS as e:
-        raise DataError(f"cannot read image {path} ({type(e).__name__}: {e}); {_SKIP_HINT}") from e
+        raise DataError(f"cannot read image {path} ({_decode_problem(e)}); {_SKIP_HINT}") from e
     return TF.pil_to_tensor(rgb)
+
+
+def decode_rgb(path: str | os.PathLike) -> Image.Image:
+    """The image at ``path`` as an upright 8-bit RGB Pillow image, decoded exactly as training reads images.
+
+    Raises one of ``_DECODE_ERRORS`` for a file that cannot be used (see ``_open_image`` and ``_to_rgb``);
+    callers turn it into a ``DataError`` naming the file.
+    """
+    with _open_image(Path(path)) as image:
+        return _to_rgb(image)
+
+
+def _decode_problem(error: BaseException) -> str:
+    """What went wrong, in words (Pillow's messages alone do not say which formats are allowed)."""
+    if isinstance(error, Image.UnidentifiedImageError):  # every allowed decoder refused the header
+        formats = f"{', '.join(IMAGE_FORMATS[:-1])} or {IMAGE_FORMATS[-1]}"
+        return f"not a {formats} image, or damaged before its first pixel"
+    return f"{type(error).__name__}: {error}"
 
 
 def load_image(path: Path, img_size: int) -> Tensor:
     """The image at ``path`` as ``(3, img_size, img_size)`` float in ``[-1, 1]``: RGB, resized, no augmentation."""
     image = TF.to_dtype(_read_rgb(Path(path)), torch.float32, scale=True)
     image = TF.resize(image, [img_size, img_size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-    return image * 2 - 1
+    # Resampling weights sum to 1 only up to rounding: a white pixel can come out as 1.0000002.
+    return (image * 2 - 1).clamp_(-1, 1)
 
 
 def crop_box(height: int, width: int, uniforms: Sequence[float]) -> tuple[int, int, int, int]:
@@ -410,7 +499,7 @@ class TrainBatches(Dataset):
             x = TF.resize(x, size, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
         if params[1] < 0.5:
             x = TF.horizontal_flip(x)
-        return x * 2 - 1
+        return (x * 2 - 1).clamp_(-1, 1)  # as in load_image: resampling can overshoot by a rounding error
 
 
 def _uniform_index(u: Tensor, n: Tensor) -> Tensor:
@@ -433,11 +522,14 @@ def to_step_inputs(batch: Mapping[str, Tensor], device: torch.device | str) -> S
     ).to(device)
 
 
-def train_loader(batches: TrainBatches, start_step: int, total_steps: int, num_workers: int = 0) -> DataLoader:
+def train_loader(
+    batches: TrainBatches, start_step: int, total_steps: int, num_workers: int = 0, pin_memory: bool = False
+) -> DataLoader:
     """The batches of steps ``start_step .. total_steps - 1``, in order, loaded by ``num_workers`` processes.
 
     Each item is already a whole batch (``batch_size=None``: no collation). Resuming is starting at the
-    checkpoint's step: the batches are the same as in an uninterrupted run.
+    checkpoint's step: the batches are the same as in an uninterrupted run. ``pin_memory`` (for CUDA) lets the
+    copy to the GPU run asynchronously.
     """
     if not 0 <= start_step <= total_steps:
         raise ValueError(f"need 0 <= start_step <= total_steps (got {start_step} and {total_steps})")
@@ -447,7 +539,7 @@ def train_loader(batches: TrainBatches, start_step: int, total_steps: int, num_w
         sampler=range(start_step, total_steps),  # type: ignore[arg-type]  # any sized iterable of indices works
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
-        pin_memory=False,
+        pin_memory=pin_memory,
         prefetch_factor=2 if num_workers > 0 else None,
     )
 

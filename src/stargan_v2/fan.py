@@ -417,6 +417,11 @@ def load_fan(
                 f"{path} holds objects other than tensors and plain containers, so it is not a "
                 "98-landmark FAN (wing.ckpt) checkpoint (it was not unpickled, for safety)."
             ) from err
+        except Exception as err:  # torch raises RuntimeError, EOFError, struct.error ... on damaged files
+            raise ValueError(
+                f"could not read {path}: it is damaged, cut short, or not a torch checkpoint "
+                f"({type(err).__name__}); copy or download wing.ckpt again"
+            ) from err
     try:
         state = _fan_state_from(obj)
     except ValueError as err:

@@ -11,19 +11,25 @@ One run directory holds everything needed to audit and continue a run::
                        ema_{step:06d}.safetensors (EMA nets only, for synthesis)
 
 Every random choice of a step (images, augmentation, latents) is a pure function of (seed, rank, step), and the
-complete state is saved, so a run resumed from a checkpoint continues bit-identically on the same device.
+complete state is saved, so a run resumed from a checkpoint continues bit-identically on the same device (and
+the same number of processes).
+
+Under ``torchrun`` every process trains on its own shard of each step (``--batch-size`` images each) with
+DistributedDataParallel; rank 0 alone writes the run directory (``stargan_v2.distributed``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import itertools
 import json
 import re
 import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +38,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .checkpoint import CheckpointError, load_training_state, save_ema, save_training_state
 from .config import Config
 from .data import (
+    BadImageWarning,
+    DataError,
     DomainFolders,
     TrainBatches,
     check_same_domains,
@@ -44,7 +53,7 @@ from .data import (
     train_loader,
 )
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
-from .train import TrainState, init_train_state, train_step
+from .train import PRECISIONS, TrainState, init_train_state, train_step, wrap_ddp
 
 #: Fields that may change when a run is resumed: they do not alter what a step computes.
 RESUMABLE_FIELDS = ("total_iters", "print_every", "sample_every", "save_every")
@@ -55,12 +64,18 @@ class RunError(ValueError):
     """A run cannot start or continue as asked; the message says why and what to do."""
 
 
+class NonFiniteError(RunError):
+    """A loss or gradient became NaN or infinite; the message names it and the step."""
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How to run (as opposed to what to train, which is the config).
 
     ``max_seconds`` stops the run after that much training time (a checkpoint is written); ``wing`` is the
-    authors' face-landmark file for high-pass (``w_hpf > 0``) models.
+    authors' face-landmark file for high-pass (``w_hpf > 0``) models; ``precision`` is ``fp32`` or ``bf16``
+    (bfloat16 autocast of the forward passes). ``device`` is ``cpu``, ``cuda`` or ``cuda:N``; under torchrun
+    each process takes the GPU of its ``LOCAL_RANK``.
     """
 
     run_dir: Path
@@ -74,6 +89,13 @@ class RunOptions:
     progress: bool = True
     wing: Path | None = None
     keep_checkpoints: int = 3
+    precision: str = "fp32"
+    #: What a non-finite loss or gradient does: ``stop`` (the newest checkpoint stays the last good one) or
+    #: ``rollback`` (reload the newest checkpoint, halve the learning rates, go on; at most ``max_rollbacks``).
+    on_nonfinite: str = "stop"
+    max_rollbacks: int = 3
+    #: ``torch.use_deterministic_algorithms``: bit-identical reruns on CPU; see docs/RELIABILITY.md for GPUs.
+    deterministic: bool = False
 
 
 @dataclass
@@ -83,8 +105,8 @@ class RunResult:
     step: int
     reason: str  # "finished", "time budget", "interrupted"
     run_dir: Path
-    state_path: Path
-    ema_path: Path
+    state_path: Path | None  # None in processes other than rank 0, which write nothing
+    ema_path: Path | None
     seconds: float
     bad_images: int
 
@@ -149,16 +171,37 @@ class _Log:
             self.tb.close()
 
 
+class _NoLog(_Log):
+    """What processes other than rank 0 log: nothing."""
+
+    def __init__(self) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def image(self, tag: str, grid: Tensor, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Ctrl-C: finish the step, save, stop
 # ----------------------------------------------------------------------------------------------------------
 
 
 @contextmanager
-def _stop_on_sigint() -> Iterator[threading.Event]:
-    """Turn the first Ctrl-C into a request to stop after the current step (a second one interrupts at once).
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """Turn the first Ctrl-C (SIGINT) or SIGTERM into a request to stop after the current step; a second
+    Ctrl-C interrupts at once.
 
     Interrupting inside a step would leave D updated and G not; finishing the step keeps the saved state whole.
+    SIGTERM is what job schedulers and ``kill`` send before SIGKILL, so it gets the same clean stop.
     """
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
@@ -166,15 +209,59 @@ def _stop_on_sigint() -> Iterator[threading.Event]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
+        if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.set()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Numerical faults
+# ----------------------------------------------------------------------------------------------------------
+
+
+class _FaultWatch:
+    """Remembers, on the device, the first step at which each loss or gradient norm was not finite.
+
+    Updating it is a few tensor operations per step and never waits for the device; ``check`` reads it (one
+    sync) and is called at log intervals and before every checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.first: Tensor | None = None
+
+    def add(self, step: int, stats: dict[str, Tensor]) -> None:
+        if self.first is None:
+            self.keys = list(stats)  # the order the step computes them in, so the first one is the origin
+            self.first = torch.full((len(self.keys),), -1, dtype=torch.long, device=stats[self.keys[0]].device)
+        values = torch.stack([stats[k].detach().float().reshape(()) for k in self.keys])
+        new = ~torch.isfinite(values) & (self.first < 0)
+        self.first = torch.where(new, torch.full_like(self.first, step), self.first)
+
+    def check(self, d: distributed.Dist) -> str | None:
+        """``None`` when all is finite (in every process), else a message naming the losses and steps."""
+        bad = self.first is not None and bool((self.first >= 0).any())
+        if not distributed.any_across(d, bad):
+            return None
+        if not bad:
+            return "a loss or gradient became non-finite in another process"
+        assert self.first is not None
+        steps = self.first.tolist()
+        found = sorted((step, i) for i, step in enumerate(steps) if step >= 0)
+        step, i = found[0]
+        # A NaN spreads to everything computed after it; the first value of the first bad step is the origin.
+        rest = f" (then {len(found) - 1} more values became non-finite)" if len(found) > 1 else ""
+        return f"non-finite {self.keys[i]} at step {step}{rest}"
+
+    def reset(self) -> None:
+        self.first = None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -194,19 +281,41 @@ class SampleBatch:
     y_cyc_ref: Tensor
 
 
-def sample_batch(folders: DomainFolders, img_size: int, n_src: int = 8, refs_per_domain: int = 2) -> SampleBatch:
-    """Pick the first images of each domain (sorted), round-robin, so the grids are the same in every run."""
+def sample_batch(
+    folders: DomainFolders, img_size: int, n_src: int = 8, refs_per_domain: int = 2, skip_bad_images: bool = False
+) -> SampleBatch:
+    """Pick the first images of each domain (sorted), round-robin, so the grids are the same in every run.
+
+    With ``skip_bad_images`` an unreadable file is passed over (with a warning) for the next one of its domain.
+    """
     k = len(folders.domains)
-    src = [(d, folders.files[d][i]) for i in range(n_src) for d in range(k) if i < len(folders.files[d])][:n_src]
+
+    def readable(paths: Iterable[Path]) -> Iterator[Tensor]:
+        for path in paths:
+            try:
+                yield load_image(path, img_size)
+            except DataError as exc:
+                if not skip_bad_images:
+                    raise
+                warnings.warn(f"{exc}; not used for the sample grids", BadImageWarning, stacklevel=2)
+
+    fronts = [readable(folders.files[d]) for d in range(k)]
+    src: list[tuple[int, Tensor]] = []
+    for _ in range(n_src):
+        for d in range(k):
+            if len(src) < n_src and (x := next(fronts[d], None)) is not None:
+                src.append((d, x))
     # References come from the end of each domain's list so that they differ from the sources when possible.
-    ref = [(d, folders.files[d][-1 - i]) for d in range(k) for i in range(min(refs_per_domain, len(folders.files[d])))]
+    ref: list[tuple[int, Tensor]] = []
+    for d in range(k):
+        backs = readable(reversed(folders.files[d]))
+        ref.extend((d, x) for x in itertools.islice(backs, refs_per_domain))
 
-    def load(items: list[tuple[int, Path]]) -> tuple[Tensor, Tensor]:
-        x = torch.stack([load_image(p, img_size) for _, p in items])
-        return x, torch.tensor([d for d, _ in items], dtype=torch.long)
+    def stack(items: list[tuple[int, Tensor]]) -> tuple[Tensor, Tensor]:
+        return torch.stack([x for _, x in items]), torch.tensor([d for d, _ in items], dtype=torch.long)
 
-    x_src, y_src = load(src)
-    x_ref, y_ref = load(ref)
+    x_src, y_src = stack(src)
+    x_ref, y_ref = stack(ref)
     # For the cycle grid every source gets a reference of the next domain.
     pick = [next(i for i, (d, _) in enumerate(ref) if d == (ys + 1) % k) for ys in y_src.tolist()]
     return SampleBatch(x_src, y_src, x_ref, y_ref, x_ref[pick], y_ref[pick])
@@ -255,7 +364,7 @@ def resolve_config(config: Config, folders: DomainFolders, explicit: set[str]) -
     return dataclasses.replace(config, model=dataclasses.replace(config.model, num_domains=found))
 
 
-def _load_fan(options: RunOptions, config: Config) -> nn.Module | None:
+def _load_fan(options: RunOptions, config: Config, device: torch.device) -> nn.Module | None:
     if not config.model.uses_hpf:
         return None
     if options.wing is None:
@@ -265,14 +374,16 @@ def _load_fan(options: RunOptions, config: Config) -> nn.Module | None:
         )
     from .fan import load_fan
 
-    return load_fan(options.wing).to(options.device)
+    return load_fan(options.wing).to(device)
 
 
-def _resume_state(options: RunOptions, config: Config, explicit: set[str], fan: nn.Module | None) -> TrainState:
+def _resume_state(
+    options: RunOptions, config: Config, explicit: set[str], fan: nn.Module | None, device: torch.device
+) -> TrainState:
     """Load the newest checkpoint that reads back; an unreadable one is reported and skipped."""
     for _, path in reversed(list_states(options.run_dir)):
         try:
-            state = load_training_state(path, device=options.device, fan=fan)
+            state = load_training_state(path, device=device, fan=fan)
         except (CheckpointError, OSError) as exc:
             warnings.warn(f"skipping unreadable checkpoint {path} ({exc})", stacklevel=2)
             continue
@@ -295,10 +406,24 @@ def _resume_state(options: RunOptions, config: Config, explicit: set[str], fan: 
     raise RunError(f"--resume: {options.run_dir} has no readable checkpoint in {checkpoint_dir(options.run_dir)}")
 
 
-def _save(state: TrainState, options: RunOptions, log: _Log) -> tuple[Path, Path]:
+def _save(state: TrainState, options: RunOptions, log: _Log, domains: tuple[str, ...]) -> tuple[Path, Path]:
     folder = checkpoint_dir(options.run_dir)
-    state_path = save_training_state(state, folder / f"state_{state.step:06d}.safetensors")
-    ema_path = save_ema(state.nets_ema, state.config, folder / f"ema_{state.step:06d}.safetensors", step=state.step)
+    state_path = folder / f"state_{state.step:06d}.safetensors"
+    try:
+        save_training_state(state, state_path, domains=domains)
+        ema_path = save_ema(
+            state.nets_ema, state.config, folder / f"ema_{state.step:06d}.safetensors", step=state.step, domains=domains
+        )
+    except OSError as exc:
+        # The write goes to a temporary file that is renamed only when complete, so nothing older is damaged.
+        previous = list_states(options.run_dir)
+        kept = f"the newest complete checkpoint, {previous[-1][1].name}, is intact" if previous else "no checkpoint"
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else f"the write failed ({exc.strerror or exc})"
+        log.note(f"could not save step {state.step}: {reason}")
+        raise RunError(
+            f"could not write the checkpoint of step {state.step} to {folder}: {reason}; {kept}. Free space (or fix "
+            "the folder's permissions) and continue with --resume"
+        ) from exc
     # Old complete states are dropped only after the new one is safely on disk.
     for _, old in list_states(options.run_dir)[: -options.keep_checkpoints]:
         old.unlink(missing_ok=True)
@@ -315,11 +440,62 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
     """Train ``config`` on the domain folders of ``options.data`` in ``options.run_dir``.
 
     ``explicit`` names the config fields the user set on purpose (``--set``, ``--iters`` ...): only those may
-    disagree with the data's domain count (an error) or change on ``--resume``.
+    disagree with the data's domain count (an error) or change on ``--resume``. Under torchrun the processes
+    join one group (``stargan_v2.distributed``) and train together; in one process nothing changes.
     """
+    if options.precision not in PRECISIONS:
+        raise RunError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
+    if options.on_nonfinite not in ("stop", "rollback"):
+        raise RunError(f"--on-nan {options.on_nonfinite}: choose stop or rollback")
+    if options.keep_checkpoints < 1:
+        raise RunError(f"--keep must be at least 1 (got {options.keep_checkpoints})")
     explicit = set(explicit or ())
     run_dir = Path(options.run_dir)
-    fan = _load_fan(options, config)
+    if options.deterministic:
+        _make_deterministic()
+    d = distributed.init(options.device)
+    if d.device.type == "cuda":
+        # TF32 matmuls and convolutions on Ampere and newer; cuDNN picks the fastest kernels unless asked to
+        # be deterministic.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = not options.deterministic
+    try:
+        return _train(config, options, explicit, run_dir, d)
+    finally:
+        distributed.shutdown()
+
+
+def _make_deterministic() -> None:
+    """Deterministic kernels everywhere (an error names any operation that has none)."""
+    import os
+
+    # cuBLAS needs a fixed workspace to be deterministic; it must be set before the first CUDA matmul.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def _prepare_run_dir(run_dir: Path) -> None:
+    """Create the run directory, prove it is writable, and clear temporary files a killed save left behind."""
+    folder = checkpoint_dir(run_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(
+            f"cannot write to the run directory {run_dir} ({exc.strerror or exc}): choose a --run-dir on a "
+            "writable disk with free space"
+        ) from exc
+    for stale in folder.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Path, d: distributed.Dist) -> RunResult:
+    fan = _load_fan(options, config, d.device)
     # Images smaller than the model are refused here, before anything is written.
     size = config.model.img_size
     folders = scan_domains(options.data, min_size=size, skip_bad_images=options.skip_bad_images)
@@ -334,14 +510,21 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
         raise RunError(
             f"{run_dir} already holds checkpoints; pass --resume to continue that run, or choose a new --run-dir"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if d.is_main:
+        _prepare_run_dir(run_dir)
+    distributed.barrier(d)
     if options.resume and has_states:
-        state = _resume_state(options, config, explicit, fan)
+        state = _resume_state(options, config, explicit, fan, d.device)
     else:
+        # Every process starts from the same weights (DDP also broadcasts rank 0's).
         torch.manual_seed(config.train.seed)
-        state = init_train_state(config, device=options.device, fan=fan)
+        state = init_train_state(config, device=d.device, fan=fan)
+    state.precision = options.precision
+    if d.enabled:
+        wrap_ddp(state)
     config = state.config
-    (run_dir / "config.json").write_text(config.to_json() + "\n", encoding="utf-8")
+    if d.is_main:
+        (run_dir / "config.json").write_text(config.to_json() + "\n", encoding="utf-8")
 
     cfg = config.train
     batches = TrainBatches(
@@ -351,56 +534,107 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
         cfg.randcrop_prob,
         config.model.latent_dim,
         seed=cfg.seed,
+        rank=d.rank,
         skip_bad_images=options.skip_bad_images,
     )
-    samples = sample_batch(val or folders, config.model.img_size)
-    log = _Log(run_dir)
+    samples = sample_batch(val or folders, size, skip_bad_images=options.skip_bad_images) if d.is_main else None
+    log = _Log(run_dir) if d.is_main else _NoLog()
     log.note(
         f"{'resumed at' if state.step else 'started at'} step {state.step} of {cfg.total_iters}; data {folders.root} "
-        f"({folders.num_images} images, domains {', '.join(folders.domains)}); device {options.device}"
+        f"({folders.num_images} images, domains {', '.join(folders.domains)}); device {d.device}; "
+        f"{options.precision}; batch {cfg.batch_size} per process x {d.world_size} process(es) = "
+        f"{cfg.batch_size * d.world_size} images per step"
     )
+    if d.enabled and d.is_main:
+        print(
+            f"training with {d.world_size} processes: batch {cfg.batch_size} per process, "
+            f"global batch {cfg.batch_size * d.world_size}",
+            flush=True,
+        )
     bar = None
-    if options.progress:
+    if options.progress and d.is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.total_iters, initial=state.step, unit="it", dynamic_ncols=True)
 
-    start, bad_images, reason = time.monotonic(), 0, "finished"
+    start, bad_images, reason, rollbacks = time.monotonic(), 0, "finished", 0
     state_path = ema_path = None
+    watch = _FaultWatch()
     try:
-        with _stop_on_sigint() as stop:
-            loader = train_loader(batches, state.step, cfg.total_iters, num_workers=options.num_workers)
-            for batch in loader:
-                stats = train_step(state, to_step_inputs(batch, options.device))
-                bad_images += int(batch["bad_images"])
-                step = state.step
-                if step % cfg.print_every == 0 or step == cfg.total_iters:
-                    values = {k: float(v) for k, v in stats.items()}
-                    values["time"] = time.monotonic() - start
-                    log.scalars(step, values)
+        with _stop_on_signals() as stop:
+            while True:  # one pass per rollback after a numerical fault
+                loader = train_loader(
+                    batches, state.step, cfg.total_iters, options.num_workers, pin_memory=d.device.type == "cuda"
+                )
+                fault = None
+                for batch in loader:
+                    stats = train_step(state, to_step_inputs(batch, d.device))
+                    bad_images += int(batch["bad_images"])
+                    step = state.step
+                    watch.add(step, stats)
+                    logged = step % cfg.print_every == 0 or step == cfg.total_iters
+                    saving = step % cfg.save_every == 0 and step != cfg.total_iters
+                    # A fault is looked for (one device sync) only at log intervals and before a checkpoint, so
+                    # that a bad state is never saved and the step itself never waits.
+                    if (logged or saving) and (fault := watch.check(d)) is not None:
+                        break
+                    if logged:
+                        # The losses are read (a device sync) only here, averaged over the processes.
+                        values = {k: float(v) for k, v in distributed.mean_across(d, stats).items()}
+                        values["time"] = time.monotonic() - start
+                        log.scalars(step, values)
+                        if bar is not None:
+                            bar.set_postfix(
+                                D=f"{values['D/latent_total']:.3f}",
+                                G=f"{values['G/latent_total']:.3f}",
+                                ds=f"{values['G/latent_ds']:.3f}",
+                            )
                     if bar is not None:
-                        bar.set_postfix(
-                            D=f"{values['D/latent_total']:.3f}",
-                            G=f"{values['G/latent_total']:.3f}",
-                            ds=f"{values['G/latent_ds']:.3f}",
-                        )
+                        bar.update(1)
+                    if step % cfg.sample_every == 0 and samples is not None:
+                        write_samples(state, samples, run_dir / "samples", log)
+                    if saving and d.is_main:
+                        _save(state, options, log, folders.domains)
+                    # Ctrl-C and the time budget stop every process at the same step. With many processes they
+                    # agree at log intervals only, so that a step never waits for the others just to check.
+                    over = options.max_seconds is not None and time.monotonic() - start >= options.max_seconds
+                    if d.enabled:
+                        if not logged:
+                            continue
+                        interrupted = distributed.any_across(d, stop.is_set())
+                        over = distributed.any_across(d, over)
+                    else:
+                        interrupted = stop.is_set()
+                    if interrupted:
+                        reason = "interrupted"
+                        break
+                    if over:
+                        reason = "time budget"
+                        break
+                if fault is None:
+                    fault = watch.check(d)  # the steps since the last check, before the final save
+                if fault is None:
+                    break
+                # A numerical fault: never save this state. Stop, or go back to the last good checkpoint.
+                log.note(f"{fault}")
+                if options.on_nonfinite == "stop" or rollbacks >= options.max_rollbacks:
+                    reason = "non-finite"
+                    raise NonFiniteError(_fault_message(fault, options, rollbacks))
+                rollbacks += 1
+                state = _rollback(state, options, fan, d, log, fault)
+                config, cfg = state.config, state.config.train
+                watch.reset()
                 if bar is not None:
-                    bar.update(1)
-                if step % cfg.sample_every == 0:
-                    write_samples(state, samples, run_dir / "samples", log)
-                if step % cfg.save_every == 0 and step != cfg.total_iters:
-                    _save(state, options, log)
-                if stop.is_set():
-                    reason = "interrupted"
-                    break
-                if options.max_seconds is not None and time.monotonic() - start >= options.max_seconds:
-                    reason = "time budget"
-                    break
+                    bar.reset(total=cfg.total_iters)
+                    bar.update(state.step)
+            bad_images = distributed.sum_across(d, bad_images)
             if bad_images:
                 log.note(f"skipped {bad_images} unreadable images (--skip-bad-images)")
-            if state.step % cfg.sample_every != 0:
+            if samples is not None and state.step % cfg.sample_every != 0:
                 write_samples(state, samples, run_dir / "samples", log)
-            state_path, ema_path = _save(state, options, log)
+            if d.is_main:
+                state_path, ema_path = _save(state, options, log, folders.domains)
+            distributed.barrier(d)
     finally:
         if bar is not None:
             bar.close()
@@ -409,7 +643,49 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
     return RunResult(state.step, reason, run_dir, state_path, ema_path, time.monotonic() - start, bad_images)
 
 
+def _fault_message(fault: str, options: RunOptions, rollbacks: int) -> str:
+    states = list_states(options.run_dir)
+    newest = f"the newest checkpoint, {states[-1][1].name}, is from before it" if states else "no checkpoint was saved"
+    if rollbacks:
+        return (
+            f"training stopped: {fault}, again after {rollbacks} rollback(s) with lower learning rates; {newest}. "
+            "Look at the data and the loss weights before resuming"
+        )
+    return (
+        f"training stopped: {fault}; {newest}. Continue from it with --resume and a lower learning rate "
+        "(--set lr=... --set f_lr=...), or pass --on-nan rollback to do that automatically"
+    )
+
+
+def _rollback(
+    state: TrainState,
+    options: RunOptions,
+    fan: nn.Module | None,
+    d: distributed.Dist,
+    log: _Log,
+    fault: str,
+) -> TrainState:
+    """Reload the newest checkpoint and halve the learning rates (kept in the config, so a resume keeps them)."""
+    if not list_states(options.run_dir):
+        raise NonFiniteError(f"training stopped: {fault}; there is no checkpoint to roll back to")
+    good = _resume_state(options, state.config, set(), fan, d.device)
+    now = state.config.train
+    # Halve the rates in use (a second rollback halves again); keep this run's resumable settings.
+    kept = {name: getattr(now, name) for name in RESUMABLE_FIELDS}
+    train_cfg = dataclasses.replace(good.config.train, lr=now.lr / 2, f_lr=now.f_lr / 2, **kept)
+    good.config = dataclasses.replace(good.config, train=train_cfg)
+    for name, opt in good.optimizers.items():
+        for group in opt.param_groups:
+            group["lr"] = train_cfg.f_lr if name == "mapping_network" else train_cfg.lr
+    good.precision = state.precision
+    if d.enabled:
+        wrap_ddp(good)
+    log.note(f"rolled back to step {good.step} with lr={train_cfg.lr:g}, f_lr={train_cfg.f_lr:g}")
+    return good
+
+
 __all__ = [
+    "NonFiniteError",
     "RunError",
     "RunOptions",
     "RunResult",
