@@ -314,3 +314,33 @@ def test_eval_command_names_a_missing_weight_file(data, tmp_path, monkeypatch, c
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "pt_inception-2015-12-05-6726825d.pth" in err and str(tmp_path / "torch" / "hub" / "checkpoints") in err
+
+
+@pytest.mark.slow
+def test_eval_runs_end_to_end_on_the_built_in_dataset(tmp_path, home, monkeypatch, capsys):
+    """The whole command on the procedural dataset (3 domains, 6 tasks, both modes) with the real network code
+    on random weights; the JSON holds every task of both modes and their means."""
+    from stargan_v2.procedural import make_dataset
+
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setattr(fid, "INCEPTION_SIZE", 75)
+    monkeypatch.setattr(fid, "FEATURE_DIM", 64)
+    full_forward = fid.InceptionFeatures.forward
+    monkeypatch.setattr(fid.InceptionFeatures, "forward", lambda self, x: full_forward(self, x)[:, :64])
+    data = make_dataset(tmp_path / "animals", size=32, per_domain=4, val_per_domain=2, seed=0, workers=1)
+    config = preset("tiny").override(["num_domains=3"])
+    torch.manual_seed(0)
+    nets = build_nets(config.model, discriminator=False)
+    checkpoint = save_ema(nets, config, tmp_path / "ema.safetensors", domains=["cat", "dog", "fox"])
+    argv = ["eval", "--checkpoint", str(checkpoint), "--train-data", str(data / "train"), "--val-data"]
+    argv += [str(data / "val"), "--out", str(tmp_path / "out"), "--num-outs", "2", "--device", "cpu", "--no-progress"]
+    argv += ["--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "out" / "eval.json").read_text())
+    tasks = {f"{a}2{b}" for a in ("cat", "dog", "fox") for b in ("cat", "dog", "fox") if a != b}
+    for mode in ("latent", "reference"):
+        assert set(report[mode]["tasks"]) == tasks
+        values = report[mode]["tasks"].values()
+        assert report[mode]["mean"]["fid"] == pytest.approx(np.mean([t["fid"] for t in values]))
+        assert report[mode]["mean"]["lpips"] == pytest.approx(np.mean([t["lpips"] for t in values]))
+    assert report["protocol"]["num_tasks"] == 6 and report["protocol"]["num_outputs"] == 2
