@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import platform
 import shutil
 import time
@@ -68,8 +69,15 @@ def run_demo(options: DemoOptions, config: Config | None = None) -> Path:
     )
     print(f"dataset: {data} ({time.monotonic() - t0:.1f} s)")
 
-    # 2. Training, bounded in time; a second demo in the same folder continues the same run.
+    # 2. Training, bounded in time; a second demo in the same folder continues the same run. The time budget is
+    #    what stops it: the step count is raised to a cap that assumes 0.25 s a step (about what a 2-core CPU
+    #    does), so a longer --minutes or a second demo gives the model more steps. The diversity weight's decay
+    #    (ds_iter) stays as configured.
     run_dir = out / "run"
+    states = list_states(run_dir)
+    start = states[-1][0] if states else 0
+    cap = max(config.train.total_iters, start + math.ceil(options.minutes * 60 / 0.25) + 1)
+    config = config.override([f"total_iters={cap}"])
     result = train(
         config,
         RunOptions(
@@ -82,6 +90,7 @@ def run_demo(options: DemoOptions, config: Config | None = None) -> Path:
             max_seconds=options.minutes * 60,
             progress=options.progress,
         ),
+        explicit={"total_iters"},
     )
     print(f"training: {result.reason} at step {result.step} ({result.seconds:.0f} s)")
 
