@@ -175,3 +175,53 @@ def test_train_and_sample_commands(tmp_path: Path, data: Path, capsys: pytest.Ca
             assert im.width == 9 * 33 + 1
     model = load_for_synthesis(run)
     assert model.config.num_domains == 2 and not model.nets.generator.training
+
+
+class _FakeWandb:
+    """Stands in for the ``wandb`` package: records what the run sends."""
+
+    def __init__(self) -> None:
+        self.inits: list[dict[str, object]] = []
+        self.logged: list[tuple[dict[str, object], int]] = []
+        self.finished = 0
+        self.util = type("util", (), {"generate_id": staticmethod(lambda: "abc123")})
+
+    def init(self, **kwargs: object) -> _FakeWandb:
+        self.inits.append(kwargs)
+        return self
+
+    def log(self, values: dict[str, object], step: int) -> None:
+        self.logged.append((values, step))
+
+    def finish(self) -> None:
+        self.finished += 1
+
+    class Image:
+        def __init__(self, pixels: object) -> None:
+            self.pixels = pixels
+
+
+def test_wandb_logging_is_optional_and_resumes_the_same_run(
+    tmp_path: Path, data: Path, tiny_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    fake = _FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    run = tmp_path / "run"
+    train(_config(tiny_config, 2), _options(run, data, wandb="my-project"))
+    assert fake.inits[0]["project"] == "my-project" and fake.inits[0]["id"] == "abc123"
+    assert fake.inits[0]["config"] == _config(tiny_config, 2).to_dict()
+    scalars = [(v, s) for v, s in fake.logged if "D/latent_real" in v]
+    assert [s for _, s in scalars] == [2]
+    images = [v["samples/latent"] for v, _ in fake.logged if "samples/latent" in v]
+    assert len(images) == 1 and images[0].pixels.dtype.name == "uint8" and images[0].pixels.shape[2] == 3
+    assert fake.finished == 1
+    # A resumed run continues the same W&B run.
+    train(_config(tiny_config, 4), _options(run, data, resume=True, wandb="my-project"), {"total_iters"})
+    assert fake.inits[1]["id"] == "abc123" and fake.inits[1]["resume"] == "allow"
+    # Without the package, asking for it is a clear error; without asking, nothing needs it.
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(RunError, match="pip install wandb"):
+        train(_config(tiny_config, 2), _options(tmp_path / "other", data, wandb="p"))
+    train(_config(tiny_config, 1), _options(tmp_path / "plain", data))

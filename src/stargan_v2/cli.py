@@ -256,6 +256,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         keep_checkpoints=args.keep,
         on_nonfinite=args.on_nan,
         deterministic=args.deterministic,
+        wandb=args.wandb,
     )
     result = train(config, options, explicit=_explicit_keys(args))
     if result.state_path is not None:  # rank 0 (the only process that writes) reports
@@ -616,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a non-finite loss or gradient: stop (default), or reload the last checkpoint with halved lr",
     )
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-identical CPU reruns)")
+    p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project (pip install wandb)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="reference- and latent-guided grids from a checkpoint")

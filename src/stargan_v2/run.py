@@ -96,6 +96,8 @@ class RunOptions:
     max_rollbacks: int = 3
     #: ``torch.use_deterministic_algorithms``: bit-identical reruns on CPU; see docs/RELIABILITY.md for GPUs.
     deterministic: bool = False
+    #: A Weights & Biases project to log to as well (needs ``pip install wandb``); ``None``: no W&B.
+    wandb: str | None = None
 
 
 @dataclass
@@ -132,13 +134,31 @@ def list_states(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-class _Log:
-    """``log.txt`` and ``stats.jsonl`` appenders, plus TensorBoard when it is installed."""
+def _start_wandb(project: str, run_dir: Path, config: Config) -> Any:
+    """A Weights & Biases run for ``project`` (optional: only when asked for, and only if installed).
 
-    def __init__(self, run_dir: Path, write_tensorboard: bool = True) -> None:
+    The run's id is kept in the run directory, so a resumed training run continues the same W&B run.
+    """
+    try:
+        import wandb
+    except ImportError:
+        raise RunError("--wandb needs the wandb package: pip install wandb (or leave --wandb out)") from None
+    id_file = run_dir / "wandb_id.txt"
+    run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+    id_file.write_text(run_id + "\n")
+    return wandb.init(
+        project=project, id=run_id, resume="allow", dir=str(run_dir), name=run_dir.name, config=config.to_dict()
+    )
+
+
+class _Log:
+    """``log.txt`` and ``stats.jsonl`` appenders, plus TensorBoard when it is installed, and W&B when asked for."""
+
+    def __init__(self, run_dir: Path, write_tensorboard: bool = True, wandb_run: Any = None) -> None:
         self.text = open(run_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self.stats = open(run_dir / "stats.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self.tb = None
+        self.wandb = wandb_run
         if write_tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -159,16 +179,25 @@ class _Log:
         if self.tb is not None:
             for key, value in values.items():
                 self.tb.add_scalar(key, value, step)
+        if self.wandb is not None:
+            self.wandb.log(values, step=step)
 
     def image(self, tag: str, grid: Tensor, step: int) -> None:
         if self.tb is not None:
             self.tb.add_image(tag, (grid.clamp(-1, 1) + 1) / 2, step)
+        if self.wandb is not None:
+            import wandb
+
+            pixels = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+            self.wandb.log({tag: wandb.Image(pixels)}, step=step)
 
     def close(self) -> None:
         self.text.close()
         self.stats.close()
         if self.tb is not None:
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
 
 
 class _NoLog(_Log):
@@ -538,7 +567,8 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
         skip_bad_images=options.skip_bad_images,
     )
     samples = sample_batch(val or folders, size, skip_bad_images=options.skip_bad_images) if d.is_main else None
-    log = _Log(run_dir) if d.is_main else _NoLog()
+    wandb_run = _start_wandb(options.wandb, run_dir, config) if options.wandb and d.is_main else None
+    log = _Log(run_dir, wandb_run=wandb_run) if d.is_main else _NoLog()
     log.note(
         f"{'resumed at' if state.step else 'started at'} step {state.step} of {cfg.total_iters}; data {folders.root} "
         f"({folders.num_images} images, domains {', '.join(folders.domains)}); device {d.device}; "
