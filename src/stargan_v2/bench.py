@@ -228,6 +228,52 @@ def _reset_peak(device: torch.device) -> Iterator[None]:
     yield
 
 
+def _setup(config: Config, device: torch.device | str, precision: str, what: str) -> torch.device:
+    """Checks shared by both benchmarks, and the GPU switches training uses (TF32, cuDNN autotuning)."""
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+    if config.model.uses_hpf:
+        raise ValueError(f"the {what} benchmark runs without the face network: use --set w_hpf=0")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    return device
+
+
+def _measure(
+    kind: str,
+    timed: Callable[[], object],
+    counted: Callable[[], object],
+    *,
+    batch_size: int,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    count_flops: bool,
+    settings: dict[str, object],
+) -> BenchResult:
+    """Time ``timed`` (median of ``repeats`` after ``warmup``), read the peak memory, count ``counted``'s FLOPs."""
+    with _reset_peak(device):
+        times = _time(timed, device, warmup, repeats)
+        peak = _peak_mem_mb(device)
+    flops = _count_flops(counted) if count_flops else None
+    sec = statistics.median(times)
+    return BenchResult(
+        kind=kind,
+        sec_per_iter=sec,
+        images_per_sec=batch_size / sec,
+        peak_mem_mb=peak,
+        flops_per_iter=flops,
+        flops_per_sec=flops / sec if flops is not None else None,
+        times=times,
+        settings=settings,
+        machine=machine_info(device),
+    )
+
+
 def _settings(config: Config, device: torch.device, **extra: object) -> dict[str, object]:
     m = config.model
     return {
@@ -255,22 +301,13 @@ def bench_train(
     count_flops: bool = True,
 ) -> BenchResult:
     """Median time of full training iterations (four updates and the EMA) of ``config`` at ``batch_size``."""
-    device = torch.device(device)
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
     if impl not in IMPLS:
         raise ValueError(f"--impl {impl}: choose one of {', '.join(IMPLS)}")
     if impl == "authors" and (precision != "fp32" or channels_last or compile_nets):
         raise ValueError(
             "--impl authors is the authors' fp32 eager iteration: drop --precision, --channels-last and --compile"
         )
-    if config.model.uses_hpf:
-        raise ValueError("the training benchmark runs without the face network: use --set w_hpf=0")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(0)
+    device = _setup(config, device, precision, "training")
     state = init_train_state(config, device=device)
     state.precision = precision
     _prepare(state.nets, channels_last, compile_nets)
@@ -280,19 +317,15 @@ def bench_train(
     def one() -> None:
         step(state, inputs)
 
-    with _reset_peak(device):
-        times = _time(one, device, warmup, repeats)
-        peak = _peak_mem_mb(device)
-    flops = _count_flops(one) if count_flops else None
-    sec = statistics.median(times)
-    return BenchResult(
-        kind="train",
-        sec_per_iter=sec,
-        images_per_sec=batch_size / sec,
-        peak_mem_mb=peak,
-        flops_per_iter=flops,
-        flops_per_sec=flops / sec if flops is not None else None,
-        times=times,
+    return _measure(
+        "train",
+        one,
+        one,
+        batch_size=batch_size,
+        device=device,
+        warmup=warmup,
+        repeats=repeats,
+        count_flops=count_flops,
         settings=_settings(
             config,
             device,
@@ -303,7 +336,6 @@ def bench_train(
             compile=compile_nets,
             impl=impl,
         ),
-        machine=machine_info(device),
     )
 
 
@@ -322,18 +354,9 @@ def bench_synth(
     count_flops: bool = True,
 ) -> BenchResult:
     """Median time of one batch of latent-guided (``F`` then ``G``) or reference-guided (``E`` then ``G``) synthesis."""
-    device = torch.device(device)
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
     if mode not in ("latent", "reference"):
         raise ValueError(f"--mode {mode}: choose latent or reference")
-    if config.model.uses_hpf:
-        raise ValueError("the synthesis benchmark runs without the face network: use --set w_hpf=0")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(0)
+    device = _setup(config, device, precision, "synthesis")
     nets = build_nets(config.model, discriminator=False).to(device).eval()
     _prepare(nets, channels_last, compile_nets)
     inputs = random_inputs(config, batch_size, device, channels_last)
@@ -347,21 +370,17 @@ def bench_synth(
                 s = nets.style_encoder(inputs.x_ref, inputs.y_trg)
             return nets.generator(inputs.x_src, s)
 
-    with _reset_peak(device):
-        times = _time(torch.inference_mode()(forward), device, warmup, repeats)
-        peak = _peak_mem_mb(device)
-    # Counted under no_grad: in inference mode composite operators reach the counter undecomposed (conv2d
-    # instead of convolution), and the formulas are registered for the decomposed ones.
-    flops = _count_flops(torch.no_grad()(forward)) if count_flops else None
-    sec = statistics.median(times)
-    return BenchResult(
-        kind="synth",
-        sec_per_iter=sec,
-        images_per_sec=batch_size / sec,
-        peak_mem_mb=peak,
-        flops_per_iter=flops,
-        flops_per_sec=flops / sec if flops is not None else None,
-        times=times,
+    # FLOPs are counted under no_grad: in inference mode composite operators reach the counter undecomposed
+    # (conv2d instead of convolution), and the formulas are registered for the decomposed ones.
+    return _measure(
+        "synth",
+        torch.inference_mode()(forward),
+        torch.no_grad()(forward),
+        batch_size=batch_size,
+        device=device,
+        warmup=warmup,
+        repeats=repeats,
+        count_flops=count_flops,
         settings=_settings(
             config,
             device,
@@ -372,7 +391,6 @@ def bench_synth(
             compile=compile_nets,
             mode=mode,
         ),
-        machine=machine_info(device),
     )
 
 

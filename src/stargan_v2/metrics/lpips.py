@@ -101,6 +101,9 @@ def load_lpips(weights_dir: str | os.PathLike | None = None, device: torch.devic
     with warnings.catch_warnings():
         # The package asks torchvision for an AlexNet with the deprecated `pretrained=False` argument.
         warnings.simplefilter("ignore", UserWarning)
+        # pretrained=True loads the linear heads shipped inside the package (no download); pnet_rand=True builds
+        # the AlexNet trunk with random weights instead of asking torchvision to download them. The trunk's
+        # weights come from the local file just below.
         model = lpips_package.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
     # The package's trunk splits torchvision's `features` into slices that keep the layer indices, so
     # "slice2.3.weight" is torchvision's "features.3.weight".
