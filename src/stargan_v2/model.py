@@ -10,7 +10,9 @@ Modules hold no device and no path: build them, then ``.to(device)``.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -352,3 +354,17 @@ def build_nets(cfg: ModelConfig, discriminator: bool = True, init: bool = True) 
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters (buffers such as the high-pass filter are not counted)."""
     return sum(p.numel() for p in module.parameters())
+
+
+@contextlib.contextmanager
+def eval_mode(nets: Nets) -> Iterator[None]:
+    """Run the networks in eval mode, then give them back in the mode they came in (e.g. mid-training)."""
+    modules = [m for _, m in nets.items()]
+    was_training = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, training in zip(modules, was_training, strict=True):
+            m.train(training)

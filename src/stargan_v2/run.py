@@ -52,6 +52,7 @@ from .data import (
     to_step_inputs,
     train_loader,
 )
+from .model import eval_mode
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
 from .train import PRECISIONS, TrainState, init_train_state, train_step, wrap_ddp
 
@@ -356,17 +357,12 @@ def write_samples(state: TrainState, batch: SampleBatch, out_dir: Path, log: _Lo
     device = next(nets.generator.parameters()).device
     b = SampleBatch(*(t.to(device) for t in dataclasses.astuple(batch)))
     mask_fn = state.mask_fn
-    was_training = [m.training for _, m in nets.items()]
-    nets.eval()
-    try:
+    with eval_mode(nets):
         grids = {
             "latent": latent_grid(nets, b.x_src, cfg.num_domains, cfg.latent_dim, seed=0, mask_fn=mask_fn),
             "reference": reference_grid(nets, b.x_src, b.x_ref, b.y_ref, mask_fn=mask_fn),
             "cycle": cycle_grid(nets, b.x_src, b.y_src, b.x_cyc_ref, b.y_cyc_ref, mask_fn=mask_fn),
         }
-    finally:
-        for (_, m), flag in zip(nets.items(), was_training, strict=True):
-            m.train(flag)
     paths = []
     for name, grid in grids.items():
         paths.append(save_image(grid, out_dir / f"{state.step:06d}_{name}.png"))

@@ -23,7 +23,6 @@ times), the feature network and the image size.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -43,7 +42,7 @@ from tqdm.auto import tqdm
 
 from ..config import ModelConfig
 from ..data import DomainFolders, check_same_domains, load_image, scan_domains
-from ..model import Nets
+from ..model import Nets, eval_mode
 from .fid import FEATURE_DIM, FeatureStats, Gaussian, covariance_factor, frechet_distance_gaussians
 
 MODES: tuple[str, ...] = ("latent", "reference")
@@ -156,20 +155,6 @@ def translate_task(
         if mask_fn is not None:  # once per source: the face-landmark network is the costly part
             masks = tuple(m.repeat_interleave(num_outputs, 0) for m in mask_fn(x_src))
         yield TaskBatch(rows, nets.generator(x, s, masks=masks).float(), refs)
-
-
-@contextlib.contextmanager
-def eval_mode(nets: Nets) -> Iterator[None]:
-    """Run the networks in eval mode, then give them back in the mode they came in (e.g. mid-training)."""
-    modules = [m for _, m in nets.items()]
-    was_training = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, training in zip(modules, was_training, strict=True):
-            m.train(training)
 
 
 def mean_over_tasks(per_task: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
