@@ -42,14 +42,51 @@ def select_domain(per_domain: Tensor, y: Tensor) -> Tensor:
 # Building blocks
 # ----------------------------------------------------------------------------------------------------------
 
+# Resampling folded into the adjacent 3x3 convolution (same function, fewer operations). A 3x3 conv followed by
+# 2x2 average pooling is one stride-2 conv whose 4x4 kernel is the 3x3 kernel summed over the four pooled
+# offsets, a quarter each; 2x nearest upsampling followed by a 3x3 conv is one stride-2 transposed conv whose
+# 4x4 kernel sums the 3x3 taps that land on the same input pixel. Both keep padding 1 exact (the zero border of
+# the large map is the zero border of the small one) and do 4/9 of the multiply-adds, without the full-size
+# intermediate map. The same folding is applied to each of the two spatial axes, so each is a (4, 3) matrix.
+_POOL_TAPS = ((1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 1.0, 1.0), (0.0, 0.0, 1.0))  # halved when used
+_UPSAMPLE_TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+
+
+def conv3x3_avgpool(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """``avg_pool2d(conv(x), 2)`` for a 3x3, stride-1, padding-1 ``conv``, as one stride-2 4x4 convolution."""
+    taps = torch.tensor(_POOL_TAPS, dtype=conv.weight.dtype, device=conv.weight.device) / 2
+    kernel = torch.einsum("pu,oiuv,qv->oipq", taps, conv.weight, taps)
+    return F.conv2d(x, kernel, conv.bias, stride=2, padding=1)
+
+
+def upsample_conv3x3(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """``conv(interpolate(x, scale_factor=2, mode="nearest"))`` for a 3x3 padding-1 ``conv``, in one op."""
+    taps = torch.tensor(_UPSAMPLE_TAPS, dtype=conv.weight.dtype, device=conv.weight.device)
+    kernel = torch.einsum("tu,oiuv,sv->iots", taps, conv.weight, taps)  # (c_in, c_out, 4, 4)
+    return F.conv_transpose2d(x, kernel, conv.bias, stride=2, padding=1)
+
+
+def set_fused_resampling(module: nn.Module, enabled: bool) -> None:
+    """Fold resampling into the convolutions (``True``, the default) or run them as separate steps.
+
+    The two give the same outputs up to float rounding; the unfused form is the authors' order of work, kept
+    for the benchmark's baseline.
+    """
+    for m in module.modules():
+        if isinstance(m, (ResBlock, AdainResBlock)):
+            m.fused_resampling = enabled
+
 
 class ResBlock(nn.Module):
     """Pre-activation residual block of the encoder, ``E`` and ``D``, optionally with instance norm and 2x down.
 
     The residual path is ``[IN] -> lrelu -> conv3x3(c_in->c_in) -> [avgpool] -> [IN] -> lrelu ->
     conv3x3(c_in->c_out)``; the shortcut is a 1x1 conv when the width changes, then the same pooling. The sum
-    is divided by sqrt(2) to keep unit variance.
+    is divided by sqrt(2) to keep unit variance. Pooling runs before the (linear, bias-free) 1x1 shortcut conv
+    and is folded into the residual's first conv (``conv3x3_avgpool``) unless ``fused_resampling`` is off.
     """
+
+    fused_resampling = True
 
     def __init__(self, dim_in: int, dim_out: int, normalize: bool = False, downsample: bool = False) -> None:
         super().__init__()
@@ -63,6 +100,10 @@ class ResBlock(nn.Module):
         self.conv1x1 = nn.Conv2d(dim_in, dim_out, 1, 1, 0, bias=False) if dim_in != dim_out else None
 
     def _shortcut(self, x: Tensor) -> Tensor:
+        if self.fused_resampling:
+            if self.downsample:
+                x = F.avg_pool2d(x, 2)
+            return self.conv1x1(x) if self.conv1x1 is not None else x
         if self.conv1x1 is not None:
             x = self.conv1x1(x)
         return F.avg_pool2d(x, 2) if self.downsample else x
@@ -70,9 +111,13 @@ class ResBlock(nn.Module):
     def _residual(self, x: Tensor) -> Tensor:
         if self.normalize:
             x = self.norm1(x)
-        x = self.conv1(F.leaky_relu(x, _LRELU_SLOPE))
-        if self.downsample:
-            x = F.avg_pool2d(x, 2)
+        x = F.leaky_relu(x, _LRELU_SLOPE)
+        if self.downsample and self.fused_resampling:
+            x = conv3x3_avgpool(x, self.conv1)
+        else:
+            x = self.conv1(x)
+            if self.downsample:
+                x = F.avg_pool2d(x, 2)
         if self.normalize:
             x = self.norm2(x)
         return self.conv2(F.leaky_relu(x, _LRELU_SLOPE))
@@ -103,8 +148,12 @@ class AdainResBlock(nn.Module):
     """Decoder block: AdaIN residual block with optional nearest-neighbour 2x upsampling.
 
     With the high-pass path on (``w_hpf > 0``) the released model drops the shortcut, so the block returns
-    the residual alone (the skip information then arrives through the masked high-pass features).
+    the residual alone (the skip information then arrives through the masked high-pass features). The
+    upsampling is folded into the first conv (``upsample_conv3x3``) and runs after the 1x1 shortcut conv unless
+    ``fused_resampling`` is off.
     """
+
+    fused_resampling = True
 
     def __init__(self, dim_in: int, dim_out: int, style_dim: int, w_hpf: float = 0.0, upsample: bool = False) -> None:
         super().__init__()
@@ -117,15 +166,22 @@ class AdainResBlock(nn.Module):
         self.conv1x1 = nn.Conv2d(dim_in, dim_out, 1, 1, 0, bias=False) if dim_in != dim_out else None
 
     def _shortcut(self, x: Tensor) -> Tensor:
+        if self.fused_resampling:
+            if self.conv1x1 is not None:
+                x = self.conv1x1(x)
+            return F.interpolate(x, scale_factor=2, mode="nearest") if self.upsample else x
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
         return self.conv1x1(x) if self.conv1x1 is not None else x
 
     def _residual(self, x: Tensor, s: Tensor) -> Tensor:
         x = F.leaky_relu(self.norm1(x, s), _LRELU_SLOPE)
-        if self.upsample:
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = self.conv1(x)
+        if self.upsample and self.fused_resampling:
+            x = upsample_conv3x3(x, self.conv1)
+        else:
+            if self.upsample:
+                x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = self.conv1(x)
         x = F.leaky_relu(self.norm2(x, s), _LRELU_SLOPE)
         return self.conv2(x)
 
