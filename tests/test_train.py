@@ -46,6 +46,7 @@ def _reference_step(state: TrainState, i: StepInputs) -> None:
 def _twin_states(config: Config) -> tuple[TrainState, TrainState]:
     torch.manual_seed(0)
     a = init_train_state(config)
+    a.apply_resampling()  # fp32: separate pooling/upsampling, as the plain algorithm below writes them
     b = copy.deepcopy(a)
     b.optimizers = make_optimizers(b.nets, config.train)
     return a, b
@@ -157,3 +158,25 @@ def test_high_pass_training_step_uses_masks(tiny_config: Config) -> None:
     state.fan = None
     with pytest.raises(ValueError, match="face-landmark"):
         train_step(state, make_inputs(config, batch=2))
+
+
+def test_resampling_follows_the_setting_and_precision(tiny_config: Config, tiny_inputs: StepInputs) -> None:
+    """``auto`` keeps the authors' separate resampling in fp32 and folds it under bf16; the step applies it."""
+    from stargan_v2.model import AdainResBlock, ResBlock
+
+    state = init_train_state(tiny_config)
+    assert state.resampling == "auto" and not state.fused_resampling()
+    state.precision = "bf16"
+    assert state.fused_resampling()
+    state.resampling = "separate"
+    assert not state.fused_resampling()
+    state.precision, state.resampling = "fp32", "fused"
+    train_step(state, tiny_inputs)
+    blocks = [m for _, net in state.nets.items() for m in net.modules() if isinstance(m, (ResBlock, AdainResBlock))]
+    assert blocks and all(m.fused_resampling for m in blocks)
+    state.resampling = "separate"
+    train_step(state, tiny_inputs)
+    assert not any(m.fused_resampling for m in blocks)
+    state.resampling = "fast"
+    with pytest.raises(ValueError, match="auto, fused, separate"):
+        train_step(state, tiny_inputs)

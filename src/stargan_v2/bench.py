@@ -7,8 +7,9 @@ counted by ``torch.utils.flop_counter``) with the FLOP/s achieved.
 
 ``--impl authors`` times the same iteration done the way the authors' code does its work (every update
 back-propagates into all four networks' weights, the latent-guided fake is made twice, the diversity term's
-second image keeps its graph). It computes the same update, so it is the like-for-like baseline on any
-machine; ``docs/BENCHMARKS.md`` also lists timings of the authors' own code.
+second image keeps its graph, pooling and upsampling run as separate steps, the C library's allocator keeps its
+defaults). It computes the same update, so it is the like-for-like baseline on any machine;
+``docs/BENCHMARKS.md`` also lists timings of the authors' own code.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from torch import Tensor
 
 from .config import Config
 from .losses import adv_loss, ds_weight, r1_penalty
-from .model import Nets, build_nets
-from .train import PRECISIONS, StepInputs, TrainState, ema_update, init_train_state, train_step
+from .malloc import malloc_state
+from .model import Nets, build_nets, set_fused_resampling
+from .train import PRECISIONS, RESAMPLINGS, StepInputs, TrainState, ema_update, init_train_state, train_step
 
 IMPLS = ("ours", "authors")
 
@@ -53,7 +55,8 @@ class BenchResult:
         lines = [
             f"{self.kind}: {s['preset']} at {s['img_size']} px, batch {s['batch_size']}, {s['device']}, "
             f"{s['precision']}{', channels_last' if s.get('channels_last') else ''}"
-            f"{', compiled' if s.get('compile') else ''}, impl {s.get('impl', 'ours')}",
+            f"{', compiled' if s.get('compile') else ''}, impl {s.get('impl', 'ours')}"
+            f"{', ' + str(s['resampling']) + ' resampling' if 'resampling' in s else ''}, {s['malloc']} malloc",
             f"  {self.sec_per_iter:.4f} s per {'iteration' if self.kind == 'train' else 'batch'} (median of "
             f"{len(self.times)}), {self.images_per_sec:.2f} images/s, peak memory {self.peak_mem_mb:.0f} MB",
         ]
@@ -97,8 +100,11 @@ def authors_train_step(state: TrainState, inputs: StepInputs) -> None:
 
     Every backward pass computes the weight gradients of all four networks although only some are stepped,
     the latent-guided fake is made once for D (without gradients) and again for G, and the diversity term's
-    second image is made with a graph that is then thrown away. The high-pass path is not supported here.
+    second image is made with a graph that is then thrown away, and pooling and upsampling run as separate
+    steps. The high-pass path is not supported here.
     """
+    state.resampling = "separate"
+    state.apply_resampling()
     cfg, nets = state.config.train, state.nets
     x, y_org, y_trg = inputs.x_src, inputs.y_src, inputs.y_trg
     lambda_ds = ds_weight(state.step, cfg)
@@ -283,7 +289,17 @@ def _settings(config: Config, device: torch.device, **extra: object) -> dict[str
         "first_dim": m.first_dim,
         "device": str(device),
         **extra,
+        "malloc": malloc_state(),
     }
+
+
+def _check_impl(impl: str, precision: str, channels_last: bool, compile_nets: bool) -> None:
+    if impl not in IMPLS:
+        raise ValueError(f"--impl {impl}: choose one of {', '.join(IMPLS)}")
+    if impl == "authors" and (precision != "fp32" or channels_last or compile_nets):
+        raise ValueError(
+            "--impl authors is the authors' fp32 eager iteration: drop --precision, --channels-last and --compile"
+        )
 
 
 def bench_train(
@@ -296,20 +312,25 @@ def bench_train(
     channels_last: bool = False,
     compile_nets: bool = False,
     impl: str = "ours",
+    resampling: str = "auto",
     warmup: int = 1,
     repeats: int = 3,
     count_flops: bool = True,
 ) -> BenchResult:
     """Median time of full training iterations (four updates and the EMA) of ``config`` at ``batch_size``."""
-    if impl not in IMPLS:
-        raise ValueError(f"--impl {impl}: choose one of {', '.join(IMPLS)}")
-    if impl == "authors" and (precision != "fp32" or channels_last or compile_nets):
-        raise ValueError(
-            "--impl authors is the authors' fp32 eager iteration: drop --precision, --channels-last and --compile"
-        )
+    _check_impl(impl, precision, channels_last, compile_nets)
+    if resampling not in RESAMPLINGS:
+        raise ValueError(f"--resampling {resampling}: choose one of {', '.join(RESAMPLINGS)}")
+    if impl == "authors" and resampling == "fused":
+        raise ValueError("--impl authors resamples as separate steps: drop --resampling fused")
     device = _setup(config, device, precision, "training")
     state = init_train_state(config, device=device)
     state.precision = precision
+    state.resampling = "separate" if impl == "authors" else resampling
+    state.apply_resampling()
+    if impl == "authors":
+        for _, module in state.nets_ema.items():
+            set_fused_resampling(module, False)
     _prepare(state.nets, channels_last, compile_nets)
     inputs = random_inputs(config, batch_size, device, channels_last)
     step = authors_train_step if impl == "authors" else train_step
@@ -335,6 +356,7 @@ def bench_train(
             channels_last=channels_last,
             compile=compile_nets,
             impl=impl,
+            resampling="fused" if state.fused_resampling() else "separate",
         ),
     )
 
@@ -348,16 +370,23 @@ def bench_synth(
     precision: str = "fp32",
     channels_last: bool = False,
     compile_nets: bool = False,
+    impl: str = "ours",
     mode: str = "latent",
     warmup: int = 1,
     repeats: int = 5,
     count_flops: bool = True,
 ) -> BenchResult:
-    """Median time of one batch of latent-guided (``F`` then ``G``) or reference-guided (``E`` then ``G``) synthesis."""
+    """Median time of one batch of latent-guided (``F`` then ``G``) or reference-guided (``E`` then ``G``) synthesis.
+
+    Ours resamples fused; ``impl="authors"`` runs pooling and upsampling as separate steps.
+    """
+    _check_impl(impl, precision, channels_last, compile_nets)
     if mode not in ("latent", "reference"):
         raise ValueError(f"--mode {mode}: choose latent or reference")
     device = _setup(config, device, precision, "synthesis")
     nets = build_nets(config.model, discriminator=False).to(device).eval()
+    for _, module in nets.items():
+        set_fused_resampling(module, impl != "authors")
     _prepare(nets, channels_last, compile_nets)
     inputs = random_inputs(config, batch_size, device, channels_last)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
@@ -389,6 +418,7 @@ def bench_synth(
             precision=precision,
             channels_last=channels_last,
             compile=compile_nets,
+            impl=impl,
             mode=mode,
         ),
     )

@@ -29,7 +29,9 @@ from .checkpoint import (
 )
 from .config import PRESETS, Config, ConfigError, preset
 from .fan import load_fan
+from .malloc import MALLOC_MODES, malloc_mode_from_env, tune_malloc
 from .model import build_nets, count_parameters
+from .train import RESAMPLINGS
 
 # Argument types. argparse reports their errors as "argument --flag: <message>", shows the usage and exits
 # with status 2, so every bad number names its flag without more code in the commands.
@@ -253,6 +255,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         wing=Path(args.wing) if args.wing else None,
         precision=args.precision,
+        resampling=args.resampling,
         keep_checkpoints=args.keep,
         on_nonfinite=args.on_nan,
         deterministic=args.deterministic,
@@ -429,9 +432,9 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         count_flops=not args.no_flops,
     )
     if args.bench == "train":
-        result = bench_train(config, impl=args.impl, **common)
+        result = bench_train(config, impl=args.impl, resampling=args.resampling, **common)
     else:
-        result = bench_synth(config, mode=args.mode, **common)
+        result = bench_synth(config, impl=args.impl, mode=args.mode, **common)
     print(json.dumps(to_json(result)) if args.json else result.summary())
     return 0
 
@@ -608,6 +611,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: bfloat16 autocast (default fp32)"
     )
     p.add_argument(
+        "--resampling",
+        choices=list(RESAMPLINGS),
+        default="auto",
+        help="fused: fold pooling/upsampling into the 3x3 convs (faster, same function up to rounding); "
+        "separate: the authors' order; auto (default): fused under bf16 only",
+    )
+    p.add_argument(
         "--keep", type=positive_int, default=3, help="training-state checkpoints kept (default 3; older pruned)"
     )
     p.add_argument(
@@ -727,12 +737,24 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("--repeats", type=positive_int, default=3 if name == "train" else 5, help="timed iterations")
         b.add_argument("--no-flops", action="store_true", help="skip counting FLOPs (one more iteration)")
         b.add_argument("--json", action="store_true", help="print one JSON object")
+        b.add_argument(
+            "--impl",
+            choices=["ours", "authors"],
+            default="ours",
+            help="authors: the same work done the authors' way (the baseline)",
+        )
+        b.add_argument(
+            "--malloc",
+            choices=list(MALLOC_MODES),
+            help="tuned: keep freed memory in the process (glibc; default for ours); "
+            "system: the C library's defaults (default for --impl authors)",
+        )
         if name == "train":
             b.add_argument(
-                "--impl",
-                choices=["ours", "authors"],
-                default="ours",
-                help="authors: the same update done with the authors' amount of work (the baseline)",
+                "--resampling",
+                choices=list(RESAMPLINGS),
+                default="auto",
+                help="fused or separate pooling/upsampling (auto: fused under bf16); --impl authors: separate",
             )
         else:
             b.add_argument("--mode", choices=["latent", "reference"], default="latent", help="style source")
@@ -801,6 +823,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _malloc_mode(args: argparse.Namespace) -> str:
+    """The allocator setting of this command: ``bench --malloc``, else ``$STARGAN_V2_MALLOC`` (default tuned).
+
+    The benchmark's ``--impl authors`` baseline keeps the C library's defaults unless told otherwise, as the
+    authors' code does.
+    """
+    chosen = getattr(args, "malloc", None)
+    if chosen is not None:
+        return chosen
+    if getattr(args, "impl", None) == "authors":
+        return "system"
+    return malloc_mode_from_env()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stargan-v2`` console script; returns the exit status."""
     try:
@@ -808,6 +844,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed the usage and the error (or --help): return its status
         return exc.code if isinstance(exc.code, int) else 2
     try:
+        if _malloc_mode(args) == "tuned":
+            tune_malloc()
         return args.func(args)
     except (ConfigError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"stargan-v2 {args.command}: error: {exc}", file=sys.stderr)

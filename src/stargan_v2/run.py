@@ -54,7 +54,7 @@ from .data import (
 )
 from .model import eval_mode
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
-from .train import PRECISIONS, TrainState, init_train_state, train_step, wrap_ddp
+from .train import PRECISIONS, RESAMPLINGS, TrainState, init_train_state, train_step, wrap_ddp
 
 #: Fields that may change when a run is resumed: they do not alter what a step computes.
 RESUMABLE_FIELDS = ("total_iters", "print_every", "sample_every", "save_every")
@@ -91,6 +91,8 @@ class RunOptions:
     wing: Path | None = None
     keep_checkpoints: int = 3
     precision: str = "fp32"
+    #: ``auto``, ``fused`` or ``separate``: how the training nets resample (``stargan_v2.train.RESAMPLINGS``).
+    resampling: str = "auto"
     #: What a non-finite loss or gradient does: ``stop`` (the newest checkpoint stays the last good one) or
     #: ``rollback`` (reload the newest checkpoint, halve the learning rates, go on; at most ``max_rollbacks``).
     on_nonfinite: str = "stop"
@@ -470,6 +472,8 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
     """
     if options.precision not in PRECISIONS:
         raise RunError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
+    if options.resampling not in RESAMPLINGS:
+        raise RunError(f"--resampling {options.resampling}: choose one of {', '.join(RESAMPLINGS)}")
     if options.on_nonfinite not in ("stop", "rollback"):
         raise RunError(f"--on-nan {options.on_nonfinite}: choose stop or rollback")
     if options.keep_checkpoints < 1:
@@ -544,7 +548,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
         # Every process starts from the same weights (DDP also broadcasts rank 0's).
         torch.manual_seed(config.train.seed)
         state = init_train_state(config, device=d.device, fan=fan)
-    state.precision = options.precision
+    state.precision, state.resampling = options.precision, options.resampling
     if d.enabled:
         wrap_ddp(state)
     config = state.config
@@ -568,7 +572,8 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
     log.note(
         f"{'resumed at' if state.step else 'started at'} step {state.step} of {cfg.total_iters}; data {folders.root} "
         f"({folders.num_images} images, domains {', '.join(folders.domains)}); device {d.device}; "
-        f"{options.precision}; batch {cfg.batch_size} per process x {d.world_size} process(es) = "
+        f"{options.precision}, {'fused' if state.fused_resampling() else 'separate'} resampling; "
+        f"batch {cfg.batch_size} per process x {d.world_size} process(es) = "
         f"{cfg.batch_size * d.world_size} images per step"
     )
     if d.enabled and d.is_main:
@@ -703,7 +708,7 @@ def _rollback(
     for name, opt in good.optimizers.items():
         for group in opt.param_groups:
             group["lr"] = train_cfg.f_lr if name == "mapping_network" else train_cfg.lr
-    good.precision = state.precision
+    good.precision, good.resampling = state.precision, state.resampling
     if d.enabled:
         wrap_ddp(good)
     log.note(f"rolled back to step {good.step} with lr={train_cfg.lr:g}, f_lr={train_cfg.f_lr:g}")

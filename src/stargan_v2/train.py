@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from .config import Config, TrainConfig
 from .losses import MaskFn, Stats, d_loss, ds_weight, g_loss
-from .model import Nets, build_nets
+from .model import Nets, build_nets, set_fused_resampling
 
 
 @dataclass
@@ -113,6 +113,28 @@ class TrainState:
     ddp: dict[str, nn.Module] | None = field(default=None)
     #: ``fp32``, or ``bf16`` for bfloat16 autocast of the forward passes (weights and optimisers stay fp32).
     precision: str = "fp32"
+    #: How the training nets resample (see ``RESAMPLINGS``): ``auto`` folds pooling and upsampling into the
+    #: convolutions under bf16 and keeps them separate in fp32, where the separate order reproduces the
+    #: authors' rounding (Adam's first steps magnify rounding in gradients that are zero in exact arithmetic,
+    #: such as those of conv biases followed by instance norm).
+    resampling: str = "auto"
+    _resampling_applied: bool | None = field(default=None, repr=False, compare=False)
+
+    def fused_resampling(self) -> bool:
+        """Whether the training nets fold resampling into their convolutions under the current settings."""
+        if self.resampling not in RESAMPLINGS:
+            raise ValueError(f"resampling={self.resampling!r}: choose one of {', '.join(RESAMPLINGS)}")
+        if self.resampling == "auto":
+            return self.precision != "fp32"
+        return self.resampling == "fused"
+
+    def apply_resampling(self) -> None:
+        """Set the training nets' resampling mode from ``resampling`` and ``precision`` (only when it changed)."""
+        fused = self.fused_resampling()
+        if fused != self._resampling_applied:
+            for _, module in self.nets.items():
+                set_fused_resampling(module, fused)
+            self._resampling_applied = fused
 
     @property
     def mask_fn(self) -> MaskFn | None:
@@ -137,6 +159,9 @@ class TrainState:
 
 
 PRECISIONS = ("fp32", "bf16")
+#: ``fused``: pooling and upsampling folded into the neighbouring 3x3 convolutions (4/9 of their multiply-adds,
+#: the same function up to rounding); ``separate``: the authors' order of operations; ``auto``: fused under bf16.
+RESAMPLINGS = ("auto", "fused", "separate")
 
 
 def wrap_ddp(state: TrainState) -> None:
@@ -206,6 +231,7 @@ def train_step(state: TrainState, inputs: StepInputs) -> Stats:
             "this model uses the high-pass path (w_hpf > 0), which needs the face-landmark network: "
             "set TrainState.fan = stargan_v2.fan.load_fan('wing.ckpt')"
         )
+    state.apply_resampling()
     x, y_src, y_trg = inputs.x_src, inputs.y_src, inputs.y_trg
     lambda_ds = ds_weight(state.step, cfg)
     # The source's face masks do not change within the iteration, so compute them once.
