@@ -231,3 +231,16 @@ def test_fused_networks_match_the_authors_order(tiny_config: Config) -> None:
         outs.append((g(x, s), d(x, y)))
     for a, b in zip(*outs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_fused_kernels_first_built_in_inference_mode_still_train() -> None:
+    """The folding matrices are cached; one first made under ``inference_mode`` must still serve autograd."""
+    from stargan_v2.model import _taps
+
+    _taps.cache_clear()
+    block = ResBlock(3, 3, downsample=True).to(torch.float16)  # a dtype no other test caches first
+    x = torch.randn(1, 3, 4, 4, dtype=torch.float16)
+    with torch.inference_mode():
+        block(x)
+    block(x.requires_grad_(True)).float().sum().backward()
+    assert block.conv1.weight.grad is not None

@@ -11,6 +11,7 @@ Modules hold no device and no path: build them, then ``.to(device)``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,16 +53,28 @@ _POOL_TAPS = ((1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 1.0, 1.0), (0.0, 0.0, 1.0)
 _UPSAMPLE_TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
 
 
+@functools.lru_cache(maxsize=32)
+def _taps(kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The (4, 3) folding matrix, made once per device and dtype (no host-to-device copy in the step).
+
+    Made outside inference mode even when first asked for inside it, so that training can save it for backward.
+    """
+    with torch.inference_mode(False):
+        if kind == "pool":
+            return torch.tensor(_POOL_TAPS, dtype=dtype, device=device) / 2
+        return torch.tensor(_UPSAMPLE_TAPS, dtype=dtype, device=device)
+
+
 def conv3x3_avgpool(x: Tensor, conv: nn.Conv2d) -> Tensor:
     """``avg_pool2d(conv(x), 2)`` for a 3x3, stride-1, padding-1 ``conv``, as one stride-2 4x4 convolution."""
-    taps = torch.tensor(_POOL_TAPS, dtype=conv.weight.dtype, device=conv.weight.device) / 2
+    taps = _taps("pool", conv.weight.device, conv.weight.dtype)
     kernel = torch.einsum("pu,oiuv,qv->oipq", taps, conv.weight, taps)
     return F.conv2d(x, kernel, conv.bias, stride=2, padding=1)
 
 
 def upsample_conv3x3(x: Tensor, conv: nn.Conv2d) -> Tensor:
     """``conv(interpolate(x, scale_factor=2, mode="nearest"))`` for a 3x3 padding-1 ``conv``, in one op."""
-    taps = torch.tensor(_UPSAMPLE_TAPS, dtype=conv.weight.dtype, device=conv.weight.device)
+    taps = _taps("upsample", conv.weight.device, conv.weight.dtype)
     kernel = torch.einsum("tu,oiuv,sv->iots", taps, conv.weight, taps)  # (c_in, c_out, 4, 4)
     return F.conv_transpose2d(x, kernel, conv.bias, stride=2, padding=1)
 
