@@ -235,9 +235,9 @@ def test_fused_networks_match_the_authors_order(tiny_config: Config) -> None:
 
 def test_fused_kernels_first_built_in_inference_mode_still_train() -> None:
     """The folding matrices are cached; one first made under ``inference_mode`` must still serve autograd."""
-    from stargan_v2.model import _taps
+    from stargan_v2.model import _cached_taps
 
-    _taps.cache_clear()
+    _cached_taps.cache_clear()
     block = ResBlock(3, 3, downsample=True).to(torch.float16)  # a dtype no other test caches first
     x = torch.randn(1, 3, 4, 4, dtype=torch.float16)
     with torch.inference_mode():

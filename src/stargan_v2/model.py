@@ -53,16 +53,25 @@ _POOL_TAPS = ((1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 1.0, 1.0), (0.0, 0.0, 1.0)
 _UPSAMPLE_TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
 
 
-@functools.lru_cache(maxsize=32)
-def _taps(kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """The (4, 3) folding matrix, made once per device and dtype (no host-to-device copy in the step).
+def _make_taps(kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    if kind == "pool":
+        return torch.tensor(_POOL_TAPS, dtype=dtype, device=device) / 2
+    return torch.tensor(_UPSAMPLE_TAPS, dtype=dtype, device=device)
 
-    Made outside inference mode even when first asked for inside it, so that training can save it for backward.
-    """
+
+@functools.lru_cache(maxsize=32)
+def _cached_taps(kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    # Made outside inference mode even when first asked for inside it, so that training can save it for backward.
     with torch.inference_mode(False):
-        if kind == "pool":
-            return torch.tensor(_POOL_TAPS, dtype=dtype, device=device) / 2
-        return torch.tensor(_UPSAMPLE_TAPS, dtype=dtype, device=device)
+        return _make_taps(kind, device, dtype)
+
+
+def _taps(kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The (4, 3) folding matrix: cached per device and dtype in eager mode (no host-to-device copy in the
+    step); inside ``torch.compile`` a constant of the graph."""
+    if torch.compiler.is_compiling():
+        return _make_taps(kind, device, dtype)
+    return _cached_taps(kind, device, dtype)
 
 
 def conv3x3_avgpool(x: Tensor, conv: nn.Conv2d) -> Tensor:
