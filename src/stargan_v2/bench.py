@@ -325,12 +325,7 @@ def bench_train(
         raise ValueError("--impl authors resamples as separate steps: drop --resampling fused")
     device = _setup(config, device, precision, "training")
     state = init_train_state(config, device=device)
-    state.precision = precision
-    state.resampling = "separate" if impl == "authors" else resampling
-    state.apply_resampling()
-    if impl == "authors":
-        for _, module in state.nets_ema.items():
-            set_fused_resampling(module, False)
+    state.precision, state.resampling = precision, resampling  # authors_train_step sets "separate" itself
     _prepare(state.nets, channels_last, compile_nets)
     inputs = random_inputs(config, batch_size, device, channels_last)
     step = authors_train_step if impl == "authors" else train_step

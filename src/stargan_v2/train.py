@@ -118,7 +118,6 @@ class TrainState:
     #: authors' rounding (Adam's first steps magnify rounding in gradients that are zero in exact arithmetic,
     #: such as those of conv biases followed by instance norm).
     resampling: str = "auto"
-    _resampling_applied: bool | None = field(default=None, repr=False, compare=False)
 
     def fused_resampling(self) -> bool:
         """Whether the training nets fold resampling into their convolutions under the current settings."""
@@ -129,12 +128,11 @@ class TrainState:
         return self.resampling == "fused"
 
     def apply_resampling(self) -> None:
-        """Set the training nets' resampling mode from ``resampling`` and ``precision`` (only when it changed)."""
+        """Set the training nets' resampling mode from ``resampling`` and ``precision`` (every step: it is a
+        walk over the modules, cheap next to a step, and never stale)."""
         fused = self.fused_resampling()
-        if fused != self._resampling_applied:
-            for _, module in self.nets.items():
-                set_fused_resampling(module, fused)
-            self._resampling_applied = fused
+        for _, module in self.nets.items():
+            set_fused_resampling(module, fused)
 
     @property
     def mask_fn(self) -> MaskFn | None:
