@@ -2,8 +2,8 @@
 
 glibc's ``malloc`` serves every block above its mmap threshold (at most 32 MB) with a fresh ``mmap`` and gives
 it back to the kernel on ``free``. A 256 px training iteration allocates and frees hundreds of feature maps of
-that size, and the kernel zeroes every page again on first touch: on the project's 2-core CPU about 11 GB per
-iteration at batch 2, a third of the iteration's time (``docs/BENCHMARKS.md``). With ``mmap`` off and the heap
+that size, and the kernel zeroes every page again on first touch: on the project's 2-core CPU about 14 GB per
+iteration at batch 2, about 30% of the iteration's time (``docs/BENCHMARKS.md``). With ``mmap`` off and the heap
 not trimmed, freed blocks are reused instead. The price is a higher peak resident size (freed blocks stay
 mapped, and the heap fragments). It changes no result.
 
