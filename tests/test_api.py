@@ -116,7 +116,9 @@ def test_seeds_are_reproducible_and_independent_of_the_batch(model, images):
 
 def test_psi_zero_gives_the_mean_style_for_every_seed(model, images):
     out = model.translate(images[0], domain="cat", seed=[0, 1, 2], psi=0.0, output="tensor")
-    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+    # One batch of three identical rows: equal up to rounding (a kernel may treat a batch's rows differently).
+    torch.testing.assert_close(out[1], out[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[2], out[0], atol=1e-6, rtol=0)
     half = model.translate(images[0], domain="cat", seed=[0, 1], psi=0.5, output="tensor")
     assert not torch.allclose(half[0], half[1])
     s = model.style_from_latent("cat", [0], psi=0.5)

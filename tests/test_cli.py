@@ -86,6 +86,7 @@ def test_summary_text(capsys):
     assert "43,467,395" in out and "FAN" in out  # the high-pass model mentions its landmark network
 
 
+@pytest.mark.slow
 def test_module_entry_point():
     """`python -m stargan_v2.cli` works as a program (a fresh interpreter, not the in-process call)."""
     result = subprocess.run(

@@ -58,6 +58,7 @@ def test_onnx_matches_pytorch_for_any_batch(capsys, tmp_path, checkpoint):
     assert json.loads(meta["domains"]) == ["cat", "dog"] and meta["img_size"] == "32"
 
 
+@pytest.mark.slow
 def test_torchscript_matches_pytorch(tmp_path, checkpoint):
     out = tmp_path / "tiny.pt"
     assert main(["export", "--format", "torchscript", "--checkpoint", str(checkpoint), "--out", str(out)]) == 0

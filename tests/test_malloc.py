@@ -32,6 +32,7 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_tuned_malloc_reuses_freed_blocks() -> None:
     system = int(_run(["-c", _FAULTS, "system"]))
     tuned = int(_run(["-c", _FAULTS, "tuned"]))
@@ -45,12 +46,14 @@ def test_tuned_malloc_reuses_freed_blocks() -> None:
     [([], {}, "tuned"), (["--impl", "authors"], {}, "system"), ([], {"STARGAN_V2_MALLOC": "system"}, "system")],
     ids=["default", "authors-baseline", "env-off"],
 )
+@pytest.mark.slow
 def test_commands_tune_malloc_unless_told_not_to(extra: list[str], env: dict[str, str], want: str) -> None:
     argv = ["-m", "stargan_v2", "bench", "synth", "--preset", "tiny", "--batch-size", "1", "--warmup", "0"]
     out = _run([*argv, "--repeats", "1", "--no-flops", "--json", *extra], env)
     assert json.loads(out)["settings"]["malloc"] == want
 
 
+@pytest.mark.slow
 def test_a_bad_malloc_setting_is_named() -> None:
     argv = [sys.executable, "-m", "stargan_v2", "bench", "synth", "--preset", "tiny", "--repeats", "1"]
     done = subprocess.run(

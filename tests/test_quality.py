@@ -74,6 +74,7 @@ def oracle(dataset, cache):
     return load_or_train_oracle(dataset, SIZE, cache_dir=cache, **ORACLE_BUDGET)
 
 
+@pytest.mark.slow
 def test_oracle_is_trained_well_enough_for_these_tests(oracle):
     heldout = oracle.info["heldout"]
     assert heldout["num_images"] == 6 * K
@@ -81,6 +82,7 @@ def test_oracle_is_trained_well_enough_for_these_tests(oracle):
     assert heldout["domain_accuracy"] >= 0.8, heldout
 
 
+@pytest.mark.slow
 def test_oracle_is_cached_and_loads_identically(oracle, dataset, cache, monkeypatch):
     path = oracle_path(cache, 0, SIZE, SIZE, **ORACLE_BUDGET)
     assert path.exists() and path.with_suffix(".json").exists()
@@ -221,6 +223,7 @@ def identity_report(dataset, oracle):
     return quality_report(_nets(IdentityGenerator()), _model_config(), dataset, oracle=oracle)
 
 
+@pytest.mark.slow
 def test_report_structure(cheating_report):
     report = json.loads(json.dumps(cheating_report))  # JSON-ready
     assert set(report) == {"oracle", "latent", "reference", "real", "protocol"}
@@ -234,6 +237,7 @@ def test_report_structure(cheating_report):
     assert style <= set(report["reference"]) and not style & set(report["latent"])
 
 
+@pytest.mark.slow
 def test_a_perfect_translator_scores_near_the_real_floor(cheating_report):
     real, latent, ref = cheating_report["real"], cheating_report["latent"], cheating_report["reference"]
     for figures in (latent, ref):
@@ -246,6 +250,7 @@ def test_a_perfect_translator_scores_near_the_real_floor(cheating_report):
     assert ref["style_fur_error"] < ref["style_fur_error_vs_source"]
 
 
+@pytest.mark.slow
 def test_an_identity_translator_fails_the_domain_and_has_no_diversity(identity_report, cheating_report):
     real = identity_report["real"]
     for mode in ("latent", "reference"):
@@ -262,6 +267,7 @@ def test_an_identity_translator_fails_the_domain_and_has_no_diversity(identity_r
     assert identity_report["latent"]["frechet_distance"] > cheating_report["latent"]["frechet_distance"]
 
 
+@pytest.mark.slow
 def test_a_noise_generator_is_diverse_in_pixels(dataset, oracle):
     figures = evaluate_quality(
         _nets(NoiseGenerator()), _model_config(), dataset, oracle=oracle, num_outputs=3, max_sources_per_domain=2
@@ -270,6 +276,7 @@ def test_a_noise_generator_is_diverse_in_pixels(dataset, oracle):
     assert figures["frechet_distance"] > 0
 
 
+@pytest.mark.slow
 def test_evaluation_is_seeded_and_leaves_nets_and_rng_as_they_were(dataset, oracle):
     nets = build_nets(_model_config(), discriminator=False)
     for _, module in nets.items():
@@ -283,12 +290,14 @@ def test_evaluation_is_seeded_and_leaves_nets_and_rng_as_they_were(dataset, orac
     assert all(module.training for _, module in nets.items())
 
 
+@pytest.mark.slow
 def test_a_model_with_another_number_of_domains_is_refused(dataset, oracle):
     config = ModelConfig(img_size=SIZE, num_domains=2, latent_dim=4, style_dim=8, hidden_dim=16, dim_in=8)
     with pytest.raises(ValueError, match="num_domains=2"):
         evaluate_quality(build_nets(config, discriminator=False), config, dataset, oracle=oracle)
 
 
+@pytest.mark.slow
 def test_high_pass_masks_are_made_once_per_source_and_repeated_for_its_outputs(dataset, oracle):
     calls = []
 

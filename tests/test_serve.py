@@ -116,8 +116,12 @@ def test_more_variations_is_a_grid_of_consecutive_seeds(model, tmp_path):
     src = str(write_image(tmp_path / "src.png"))
     grid = serve.more_variations(model, src, "cat", 5, 0.7, n=4)
     assert [caption for _, caption in grid] == ["seed 5", "seed 6", "seed 7", "seed 8"]
-    assert np.array_equal(_pixels(grid[0][0]), _pixels(serve.translate_latent(model, src, "cat", 5, 0.7)))
-    assert not np.array_equal(_pixels(grid[0][0]), _pixels(grid[1][0]))
+    # The first cell is the single translation of seed 5. The grid runs the seeds as one batch, and convolution
+    # kernels may round differently for another batch size (they do on AVX2 CPUs), so the promise is the same
+    # image up to one grey level, not bit-identity (docs/synthesis.md).
+    single = _pixels(serve.translate_latent(model, src, "cat", 5, 0.7))
+    assert np.abs(_pixels(grid[0][0]) - single).max() <= 1
+    assert np.abs(_pixels(grid[1][0]) - single).max() > 1
 
 
 def test_reference_translation_is_the_apis(model, tmp_path):

@@ -46,7 +46,8 @@ def test_psi_zero_makes_every_seed_alike(capsys, tmp_path, checkpoint, photos):
                      "--seeds", "3,8", "--psi", "0", "--out", out, "--no-progress")  # fmt: skip
     assert code == 0
     a, b = (np.array(Image.open(out / f"a_cat-seed{k}.png")) for k in (3, 8))
-    assert np.array_equal(a, b)
+    # Both seeds ran in one batch with the same (mean) style: the same picture up to rounding.
+    assert np.abs(a.astype(np.int16) - b.astype(np.int16)).max() <= 1
 
 
 def test_reference_guided_with_paste_back(capsys, tmp_path, checkpoint, photos):

@@ -53,7 +53,7 @@ def make_optimizers(nets: Nets, cfg: TrainConfig) -> dict[str, torch.optim.Adam]
     """One Adam per network: ``lr`` for G, E, D and ``f_lr`` for the mapping network; plain L2 decay.
 
     On a GPU the fused implementation (one kernel per update) is used; on the CPU the default one, whose
-    results the parity tests check bit for bit against the authors' code.
+    results the parity tests check against the authors' code (docs/RELIABILITY.md says to what precision).
     """
     on_gpu = next(nets.generator.parameters()).is_cuda
     return {
