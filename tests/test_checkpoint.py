@@ -538,3 +538,10 @@ def test_authors_fixture_loads(name, has_d):
     raw = torch.load(path, weights_only=True)
     for net, module in model.nets.items():
         assert_tensors_equal(dict(raw[net]), module.state_dict(), f"{net}.")
+
+
+def test_a_generator_the_authors_cannot_build_is_not_exported_in_their_format(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(preset("tiny").model, g_bottleneck=4)
+    with pytest.raises(CheckpointError, match=r"g_bottleneck is set.*--format ema"):
+        export_official(build_nets(cfg, discriminator=False), tmp_path / "000001_nets_ema.ckpt")
+    assert not (tmp_path / "000001_nets_ema.ckpt").exists()

@@ -55,6 +55,7 @@ UNIT_HALF_OPEN = {"beta1", "beta2", "ema_beta"}  # [0, 1)
 assert POSITIVE_INTS | NON_NEGATIVE | POSITIVE | UNIT_HALF_OPEN | {
     "img_size",
     "dim_in",
+    "g_bottleneck",
     "randcrop_prob",
     "seed",
     "ref_step_updates_all",
@@ -70,6 +71,8 @@ def valid_value(name: str, max_img_size: int = 1024) -> st.SearchStrategy[Any]:
         return st.sampled_from([2**k for k in range(4, 11) if 2**k <= max_img_size])
     if name == "dim_in":
         return st.none() | small_ints
+    if name == "g_bottleneck":  # at most 16: valid at every img_size
+        return st.none() | st.sampled_from([2, 4, 8, 16])
     if name == "num_domains":  # each domain adds heads to F, E and D: many make building slow
         return st.integers(1, 16)
     if name in POSITIVE_INTS:
@@ -100,6 +103,9 @@ def invalid_value(name: str) -> st.SearchStrategy[Any]:
         return not_power | st.sampled_from([32.0, 64.5]) | not_a_number | non_finite
     if name == "dim_in":
         return st.integers(max_value=0) | st.floats(0.5, 100) | st.sampled_from(["64", True, [64]]) | non_finite
+    if name == "g_bottleneck":  # the default img_size is 256: 512 is too large for it
+        not_power = st.integers(-(2**20), 2**20).filter(lambda n: n < 2 or n & (n - 1) != 0)
+        return not_power | st.sampled_from([512, 2**20, 8.0, "8", True, [8]]) | non_finite
     if name in POSITIVE_INTS:
         return st.integers(max_value=0) | st.floats(0.5, 1e6) | not_a_number | non_finite
     if name in NON_NEGATIVE:

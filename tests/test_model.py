@@ -71,6 +71,29 @@ def test_other_sizes_and_domain_counts(img_size: int) -> None:
     assert len(nets.mapping_network.unshared) == 4
 
 
+@pytest.mark.parametrize(("img_size", "bottleneck", "downs"), [(32, 4, 3), (32, 8, 2), (64, 16, 2), (32, 32, 0)])
+def test_g_bottleneck_sets_the_generators_downsamplings(img_size: int, bottleneck: int, downs: int) -> None:
+    cfg = ModelConfig(
+        img_size=img_size, num_domains=2, dim_in=8, max_conv_dim=32, hidden_dim=16, g_bottleneck=bottleneck
+    )
+    assert num_generator_downsamplings(cfg) == downs
+    g = build_nets(cfg).generator
+    assert len(g.encode) == len(g.decode) == downs + 2
+    x = torch.randn(2, 3, img_size, img_size)
+    feature = g.from_rgb(x)
+    for block in g.encode:
+        feature = block(feature)
+    assert feature.shape[2:] == (bottleneck, bottleneck)
+    assert g(x, torch.randn(2, cfg.style_dim)).shape == x.shape
+
+
+def test_the_released_rule_is_the_default_bottleneck() -> None:
+    for name, downs in (("afhq", 4), ("celeba_hq", 5)):
+        cfg = preset(name).model
+        assert cfg.g_bottleneck is None and num_generator_downsamplings(cfg) == downs
+    assert num_generator_downsamplings(ModelConfig(img_size=32)) == 1
+
+
 def test_select_domain_picks_each_samples_row() -> None:
     per_domain = torch.arange(2 * 3 * 4).view(2, 3, 4)
     picked = select_domain(per_domain, torch.tensor([2, 0]))

@@ -564,6 +564,13 @@ def export_official(nets: Nets, path: PathLike, legacy_format: bool = False, fan
     ``legacy_format=True`` uses the pre-1.6 serialisation of the released files. For a high-pass model pass
     ``fan`` (the face-landmark network): the authors' loader looks up a ``"fan"`` entry in both files.
     """
+    g = nets.generator
+    released = int(math.log2(g.img_size)) - 4 + (1 if g.hpf is not None else 0)
+    if len(g.encode) - 2 != released:
+        raise CheckpointError(
+            f"this generator downsamples {len(g.encode) - 2} times (g_bottleneck is set), but the authors' code "
+            f"builds {released} at {g.img_size} px: it cannot load this model; export it as --format ema instead"
+        )
     modules = list(nets.items()) + ([("fan", fan)] if fan is not None else [])
     payload = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in modules}
     return _atomic_write(path, lambda tmp: torch.save(payload, tmp, _use_new_zipfile_serialization=not legacy_format))

@@ -81,6 +81,11 @@ class ModelConfig:
     (64 at 256 px). Widths double at every downsampling, capped at ``max_conv_dim``. ``hidden_dim`` is the
     width of the mapping network's layers. ``w_hpf > 0`` turns on the high-pass path of the CelebA-HQ model,
     whose filter is divided by ``w_hpf``.
+
+    ``g_bottleneck`` is the side of the generator's bottleneck feature map, in pixels; ``None`` means the
+    released rule: 16 px whatever the image size (8 px with the high-pass path), i.e. ``log2(img_size) - 4``
+    downsamplings. A smaller bottleneck gives G a larger receptive field (the ``demo`` preset uses it at
+    32 px, where the released rule would downsample only once). The authors' code cannot build other values.
     """
 
     img_size: int = 256
@@ -91,6 +96,7 @@ class ModelConfig:
     dim_in: int | None = None
     max_conv_dim: int = 512
     w_hpf: float = 0.0
+    g_bottleneck: int | None = None
 
     def __post_init__(self) -> None:
         size = self.img_size
@@ -104,6 +110,15 @@ class ModelConfig:
         if self.first_dim < 1:
             raise ConfigError(f"dim_in resolves to {self.first_dim} at img_size={self.img_size}; set dim_in explicitly")
         _check_number("w_hpf", self.w_hpf, 0)
+        bottleneck = self.g_bottleneck
+        # Instance norm needs more than one value per channel, so the bottleneck is at least 2 x 2.
+        if bottleneck is not None and (
+            not _is_int(bottleneck) or not _is_power_of_two(bottleneck) or not 2 <= bottleneck <= size
+        ):
+            raise ConfigError(
+                f"g_bottleneck must be a power of two from 2 to img_size={size}, or None for the released rule "
+                f"(got {bottleneck!r})"
+            )
 
     @property
     def first_dim(self) -> int:

@@ -241,7 +241,10 @@ def _widths(cfg: ModelConfig, num_blocks: int) -> list[tuple[int, int]]:
 
 
 def num_generator_downsamplings(cfg: ModelConfig) -> int:
-    """``log2(img_size) - 4`` down/up-sampling blocks, one more with the high-pass path (released models)."""
+    """``log2(img_size) - 4`` down/up-sampling blocks, one more with the high-pass path (released models), or
+    as many as reach ``cfg.g_bottleneck`` when it is set."""
+    if cfg.g_bottleneck is not None:
+        return int(math.log2(cfg.img_size // cfg.g_bottleneck))
     return int(math.log2(cfg.img_size)) - 4 + (1 if cfg.uses_hpf else 0)
 
 
