@@ -260,6 +260,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         on_nonfinite=args.on_nan,
         deterministic=args.deterministic,
         wandb=args.wandb,
+        eval_every=args.eval_every,
+        eval_metrics=args.eval_metrics,
+        eval_sources=args.eval_sources,
+        keep_best=args.keep_best,
+        weights_dir=Path(args.weights_dir) if args.weights_dir else None,
+        fid_net=args.fid_net,
     )
     result = train(config, options, explicit=_explicit_keys(args))
     if result.state_path is not None:  # rank 0 (the only process that writes) reports
@@ -628,6 +634,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-identical CPU reruns)")
     p.add_argument("--wandb", metavar="PROJECT", help="also log to this Weights & Biases project (pip install wandb)")
+    p.add_argument(
+        "--eval-every",
+        type=positive_int,
+        metavar="N",
+        help="measure the EMA nets every N steps into metrics.jsonl and TensorBoard (default: never)",
+    )
+    p.add_argument(
+        "--eval-metrics",
+        type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
+        default=(),
+        metavar="LIST",
+        help="what --eval-every measures, comma-separated: oracle (built-in dataset only), fid_lpips (needs "
+        "--val-data and the weight files); default: oracle on the built-in dataset, else fid_lpips",
+    )
+    p.add_argument(
+        "--eval-sources",
+        type=positive_int,
+        default=10,
+        help="validation images per domain that --eval-every translates (10 outputs each; default 10)",
+    )
+    p.add_argument(
+        "--keep-best",
+        metavar="METRIC",
+        help="keep the EMA nets with the best value of a measured figure as checkpoints/best_ema.safetensors, "
+        "e.g. oracle/latent/domain_accuracy or fid/latent",
+    )
+    p.add_argument("--fid-net", choices=["inception", "pt_inception"], default="inception", help="FID network")
+    p.add_argument("--weights-dir", help="folder of the FID/LPIPS weight files (default: the torch cache)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="reference- and latent-guided grids from a checkpoint")

@@ -7,8 +7,10 @@ One run directory holds everything needed to audit and continue a run::
     stats.jsonl        the loss components, one JSON object per logged step
     tensorboard/       the same scalars and the sample grids, for TensorBoard
     samples/           {step:06d}_latent.png, _reference.png, _cycle.png
+    metrics.jsonl      with --eval-every: the figures measured during training, one JSON object per evaluation
     checkpoints/       state_{step:06d}.safetensors (complete training state) and
-                       ema_{step:06d}.safetensors (EMA nets only, for synthesis)
+                       ema_{step:06d}.safetensors (EMA nets only, for synthesis); with --keep-best, also
+                       best_ema.safetensors and best_ema.json (the EMA nets with the best value of a metric)
 
 Every random choice of a step (images, augmentation, latents) is a pure function of (seed, rank, step), and the
 complete state is saved, so a run resumed from a checkpoint continues bit-identically on the same device (and
@@ -24,6 +26,7 @@ import dataclasses
 import errno
 import itertools
 import json
+import os
 import re
 import signal
 import threading
@@ -33,7 +36,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -55,6 +58,9 @@ from .data import (
 from .model import eval_mode
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
 from .train import PRECISIONS, RESAMPLINGS, TrainState, init_train_state, train_step, wrap_ddp
+
+if TYPE_CHECKING:
+    from .metrics.monitor import Monitor
 
 #: Fields that may change when a run is resumed: they do not alter what a step computes.
 RESUMABLE_FIELDS = ("total_iters", "print_every", "sample_every", "save_every")
@@ -101,6 +107,19 @@ class RunOptions:
     deterministic: bool = False
     #: A Weights & Biases project to log to as well (needs ``pip install wandb``); ``None``: no W&B.
     wandb: str | None = None
+    #: Measure the EMA nets every this many steps (``None``: never) with ``eval_metrics`` on the first
+    #: ``eval_sources`` validation images of each domain, into ``metrics.jsonl`` and TensorBoard.
+    eval_every: int | None = None
+    #: ``oracle`` (the quality benchmark; the built-in dataset only) and/or ``fid_lpips`` (the paper's metrics;
+    #: needs the Inception and AlexNet weight files and ``val_data``). Empty: ``oracle`` on the built-in
+    #: dataset, else ``fid_lpips``.
+    eval_metrics: tuple[str, ...] = ()
+    eval_sources: int = 10
+    #: Keep the EMA nets with the best value of this measured figure (e.g. ``oracle/latent/domain_accuracy``).
+    keep_best: str | None = None
+    #: Where the FID and LPIPS weight files are (default: the torch cache); the FID feature network.
+    weights_dir: Path | None = None
+    fid_net: str = "inception"
 
 
 @dataclass
@@ -158,6 +177,7 @@ class _Log:
     """``log.txt`` and ``stats.jsonl`` appenders, plus TensorBoard when it is installed, and W&B when asked for."""
 
     def __init__(self, run_dir: Path, write_tensorboard: bool = True, wandb_run: Any = None) -> None:
+        self.run_dir = run_dir
         self.text = open(run_dir / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self.stats = open(run_dir / "stats.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self.tb = None
@@ -184,6 +204,19 @@ class _Log:
                 self.tb.add_scalar(key, value, step)
         if self.wandb is not None:
             self.wandb.log(values, step=step)
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        """Append measured figures (``--eval-every``) to ``metrics.jsonl``, the log, TensorBoard and W&B."""
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": step, **values}) + "\n")
+        shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
+        self.note(f"metrics at step {step}: {shown}")
+        if self.tb is not None:
+            for key, value in values.items():
+                self.tb.add_scalar(f"metrics/{key}", value, step)
+            self.tb.flush()
+        if self.wandb is not None:
+            self.wandb.log({f"metrics/{k}": v for k, v in values.items()}, step=step)
 
     def image(self, tag: str, grid: Tensor, step: int) -> None:
         if self.tb is not None:
@@ -213,6 +246,9 @@ class _NoLog(_Log):
         pass
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
         pass
 
     def image(self, tag: str, grid: Tensor, step: int) -> None:
@@ -374,6 +410,94 @@ def write_samples(state: TrainState, batch: SampleBatch, out_dir: Path, log: _Lo
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Measuring during training (--eval-every)
+# ----------------------------------------------------------------------------------------------------------
+
+#: What ``--eval-metrics`` may name: the quality benchmark's oracle, or the paper's FID and LPIPS.
+EVAL_METRICS = ("oracle", "fid_lpips")
+
+
+def make_monitor(options: RunOptions, img_size: int, device: torch.device) -> Monitor | None:
+    """The monitor ``options`` ask for (``None`` without ``eval_every``); reads its data and weights once."""
+    if options.eval_every is None:
+        return None
+    from .metrics.monitor import FidLpipsMonitor, Monitors, OracleMonitor
+    from .procedural import is_procedural_dataset
+
+    root = Path(options.data).parent
+    built_in = Path(options.data).name == "train" and is_procedural_dataset(root)
+    monitors: list[Monitor] = []
+    for name in options.eval_metrics or (("oracle",) if built_in else ("fid_lpips",)):
+        if name == "oracle":
+            if not built_in:
+                raise RunError(
+                    f"--eval-metrics oracle scores the built-in dataset only, and {options.data} is not the train "
+                    "folder of one (stargan-v2 make-dataset writes it): use --eval-metrics fid_lpips"
+                )
+            monitors.append(OracleMonitor(root, img_size, sources_per_domain=options.eval_sources, device=device))
+        elif name == "fid_lpips":
+            if options.val_data is None:
+                raise RunError("--eval-every measures FID and LPIPS on the validation images: pass --val-data DIR")
+            monitors.append(
+                FidLpipsMonitor(
+                    options.data,
+                    options.val_data,
+                    img_size,
+                    sources_per_domain=options.eval_sources,
+                    fid_net=options.fid_net,
+                    weights_dir=options.weights_dir,
+                    device=device,
+                )
+            )
+        else:
+            raise RunError(f"--eval-metrics {name}: choose from {', '.join(EVAL_METRICS)}")
+    monitor = Monitors(monitors)
+    if options.keep_best is not None and options.keep_best not in monitor.names:
+        raise RunError(f"--keep-best {options.keep_best} is not measured; choose one of: {', '.join(monitor.names)}")
+    return monitor
+
+
+class _Best:
+    """``--keep-best``: the EMA nets with the best value so far of one measured figure, in ``best_ema.*``."""
+
+    def __init__(self, run_dir: Path, name: str) -> None:
+        from .metrics.monitor import higher_is_better
+
+        self.name, self.higher = name, higher_is_better(name)
+        self.path = checkpoint_dir(run_dir) / "best_ema.safetensors"
+        self.info = self.path.with_suffix(".json")
+        self.value: float | None = None
+        if self.info.is_file() and self.path.is_file():  # a resumed run goes on from the best it had
+            saved = json.loads(self.info.read_text(encoding="utf-8"))
+            if saved.get("metric") == name:
+                self.value = float(saved["value"])
+
+    def update(self, state: TrainState, value: float, domains: tuple[str, ...], log: _Log) -> None:
+        if self.value is not None and not (value > self.value if self.higher else value < self.value):
+            return
+        self.value = value
+        save_ema(state.nets_ema, state.config, self.path, step=state.step, domains=domains)
+        record = {"metric": self.name, "value": value, "step": state.step, "higher_is_better": self.higher}
+        tmp = self.info.with_name(f".{self.info.name}.tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self.info)
+        log.note(f"best {self.name}={value:.4g} so far: saved {self.path.name}")
+
+
+def _measure(
+    state: TrainState, monitor: Monitor, best: _Best | None, log: _Log, domains: tuple[str, ...], elapsed: float
+) -> None:
+    """Score the EMA nets, log the figures (with the seconds it took) and keep the best checkpoint."""
+    t = time.monotonic()
+    with eval_mode(state.nets_ema):
+        figures = monitor(state.nets_ema, state.config.model, state.mask_fn)
+    seconds = time.monotonic() - t
+    log.metrics(state.step, {**figures, "time": elapsed, "eval_seconds": seconds})
+    if best is not None:
+        best.update(state, figures[best.name], domains, log)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Starting or resuming
 # ----------------------------------------------------------------------------------------------------------
 
@@ -478,6 +602,12 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
         raise RunError(f"--on-nan {options.on_nonfinite}: choose stop or rollback")
     if options.keep_checkpoints < 1:
         raise RunError(f"--keep must be at least 1 (got {options.keep_checkpoints})")
+    if options.eval_every is not None and options.eval_every < 1:
+        raise RunError(f"--eval-every must be a positive number of steps (got {options.eval_every})")
+    if options.eval_sources < 2:
+        raise RunError(f"--eval-sources must be at least 2 per domain (got {options.eval_sources})")
+    if options.keep_best is not None and options.eval_every is None:
+        raise RunError("--keep-best needs --eval-every N (it keeps the best of what is measured)")
     explicit = set(explicit or ())
     run_dir = Path(options.run_dir)
     if options.deterministic:
@@ -567,6 +697,8 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
         skip_bad_images=options.skip_bad_images,
     )
     samples = sample_batch(val or folders, size, skip_bad_images=options.skip_bad_images) if d.is_main else None
+    monitor = make_monitor(options, size, d.device) if d.is_main else None
+    best = _Best(run_dir, options.keep_best) if monitor is not None and options.keep_best else None
     wandb_run = _start_wandb(options.wandb, run_dir, config) if options.wandb and d.is_main else None
     log = _Log(run_dir, wandb_run=wandb_run) if d.is_main else _NoLog()
     log.note(
@@ -626,6 +758,8 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
                         write_samples(state, samples, run_dir / "samples", log)
                     if saving and d.is_main:
                         _save(state, options, log, folders.domains)
+                    if monitor is not None and step % options.eval_every == 0:  # type: ignore[operator]
+                        _measure(state, monitor, best, log, folders.domains, time.monotonic() - start)
                     # Ctrl-C and the time budget stop every process at the same step. With many processes they
                     # agree at log intervals only, so that a step never waits for the others just to check.
                     over = options.max_seconds is not None and time.monotonic() - start >= options.max_seconds
@@ -663,6 +797,8 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
                 log.note(f"skipped {bad_images} unreadable images (--skip-bad-images)")
             if samples is not None and state.step % cfg.sample_every != 0:
                 write_samples(state, samples, run_dir / "samples", log)
+            if monitor is not None and state.step % options.eval_every != 0:  # type: ignore[operator]
+                _measure(state, monitor, best, log, folders.domains, time.monotonic() - start)
             if d.is_main:
                 state_path, ema_path = _save(state, options, log, folders.domains)
             distributed.barrier(d)

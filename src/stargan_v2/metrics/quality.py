@@ -80,8 +80,9 @@ def _mean_pairwise(x: Tensor, p: float) -> Tensor:
 
 
 @dataclass
-class _Benchmark:
-    """Images and truths of the ``val`` split, and oracle features of real ``train`` images, per domain."""
+class Benchmark:
+    """Images and truths of the ``val`` split, and oracle features of real ``train`` images, per domain: what
+    every evaluation of a model on one dataset needs, read once (``prepare_benchmark``)."""
 
     oracle: Oracle
     val_images: list[Tensor]  # per domain (n_val, 3, S, S), also the references
@@ -92,14 +93,19 @@ class _Benchmark:
     max_train_per_domain: int
 
 
-def _prepare(
+def prepare_benchmark(
     dataset_dir: str | os.PathLike,
     img_size: int,
     oracle: Oracle,
-    max_sources_per_domain: int | None,
-    max_train_per_domain: int,
-    batch_size: int,
-) -> _Benchmark:
+    max_sources_per_domain: int | None = None,
+    max_train_per_domain: int = DEFAULT_TRAIN_PER_DOMAIN,
+    batch_size: int = 64,
+) -> Benchmark:
+    """Read the ``val`` images and truths and the oracle features of real ``train`` images, once.
+
+    Sources are the first ``max_sources_per_domain`` ``val`` images of each domain (all by default); the
+    Fréchet distance compares against the first ``max_train_per_domain`` ``train`` images of the target.
+    """
     manifest = read_manifest(dataset_dir)
     if oracle.img_size != img_size:
         raise ValueError(f"the oracle reads {oracle.img_size} px images but the model makes {img_size} px ones")
@@ -116,7 +122,7 @@ def _prepare(
             oracle.predict(load_images(train[i : i + chunk], img_size)).features for i in range(0, len(train), chunk)
         ]
         train_features.append(torch.cat(feats))
-    return _Benchmark(oracle, val_images, val_truth, num_sources, train_features, manifest, max_train_per_domain)
+    return Benchmark(oracle, val_images, val_truth, num_sources, train_features, manifest, max_train_per_domain)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,7 +134,7 @@ def _prepare(
 def _translate_task(
     nets: Nets,
     model_config: ModelConfig,
-    bench: _Benchmark,
+    bench: Benchmark,
     mode: str,
     source: int,
     target: int,
@@ -181,17 +187,18 @@ def _translate_task(
     return figures
 
 
-def _evaluate(
+def evaluate_benchmark(
     nets: Nets,
     model_config: ModelConfig,
-    bench: _Benchmark,
+    bench: Benchmark,
     mode: str,
-    num_outputs: int,
-    seed: int,
-    device: torch.device | str,
-    batch_size: int,
-    mask_fn: MaskFn | None,
+    num_outputs: int = 10,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    mask_fn: MaskFn | None = None,
 ) -> dict[str, float]:
+    """The protocol in one ``mode`` on a prepared benchmark (see ``evaluate_quality``)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if num_outputs < 2:
@@ -245,13 +252,13 @@ def evaluate_quality(
     _check_model(model_config)
     if oracle is None:
         oracle = load_or_train_oracle(dataset_dir, model_config.img_size, cache_dir, device)
-    bench = _prepare(
+    bench = prepare_benchmark(
         dataset_dir, model_config.img_size, oracle, max_sources_per_domain, max_train_per_domain, batch_size
     )
-    return _evaluate(nets, model_config, bench, mode, num_outputs, seed, device, batch_size, mask_fn)
+    return evaluate_benchmark(nets, model_config, bench, mode, num_outputs, seed, device, batch_size, mask_fn)
 
 
-def real_figures(bench: _Benchmark) -> dict[str, float]:
+def real_figures(bench: Benchmark) -> dict[str, float]:
     """The benchmark's figures for real ``val`` images: the oracle against the truth, the floor of each error.
 
     ``frechet_distance`` compares real ``val`` with real ``train`` images of each domain (averaged over
@@ -303,14 +310,16 @@ def quality_report(
     start = time.perf_counter()
     if oracle is None:
         oracle = load_or_train_oracle(dataset_dir, model_config.img_size, cache_dir, device)
-    bench = _prepare(
+    bench = prepare_benchmark(
         dataset_dir, model_config.img_size, oracle, max_sources_per_domain, max_train_per_domain, batch_size
     )
     report: dict[str, Any] = {"oracle": dict(oracle.info.get("heldout", {}))}
     seconds = {}
     for mode in modes:
         t = time.perf_counter()
-        report[mode] = _evaluate(nets, model_config, bench, mode, num_outputs, seed, device, batch_size, mask_fn)
+        report[mode] = evaluate_benchmark(
+            nets, model_config, bench, mode, num_outputs, seed, device, batch_size, mask_fn
+        )
         seconds[mode] = round(time.perf_counter() - t, 2)
     report["real"] = real_figures(bench)
     num_domains = len(procedural.DOMAINS)
