@@ -574,6 +574,16 @@ def export_official(nets: Nets, path: PathLike, legacy_format: bool = False, fan
 # ----------------------------------------------------------------------------------------------------------
 
 
+def missing_fan_error(source: PathLike, config: ModelConfig) -> CheckpointError:
+    """The error for a high-pass model loaded without its face-landmark network: names the file and the fix."""
+    return CheckpointError(
+        f"{source} is a high-pass model (w_hpf={config.w_hpf}): its generator needs the face masks of the "
+        "face-landmark network (FAN), and the file holds none. Pass the authors' wing.ckpt with --wing "
+        "PATH/wing.ckpt (fan_path=... in Python); their download.sh ('bash download.sh wing') puts it in "
+        "expr/checkpoints/"
+    )
+
+
 @dataclass
 class SynthesisModel:
     """EMA nets (eval mode) and what they need to run: the config and, for high-pass models, the FAN."""
@@ -593,8 +603,10 @@ def load_for_synthesis(
     """Load the EMA nets from any checkpoint: a run directory (its newest checkpoint), one of our training-state
     or EMA files, or one of the authors' ``*_nets_ema.ckpt`` / ``*_nets.ckpt`` files.
 
-    A high-pass model needs the face-landmark network (``fan_path``) to run; ``require_fan=False`` loads it
-    without one (``fan`` is then ``None``), for uses that take the masks from elsewhere such as export.
+    A high-pass model needs the face-landmark network to run: from ``fan_path``, or the ``fan`` entry of an
+    authors' file. Without either a ``CheckpointError`` names ``wing.ckpt`` and ``--wing``, whatever the file's
+    format; ``require_fan=False`` loads it without one (``fan`` is then ``None``), for uses that never run the
+    generator's high-pass path, such as export.
     """
     path = Path(path)
     if path.is_dir():
@@ -613,13 +625,14 @@ def load_for_synthesis(
         nets, model_config, fan = state.nets_ema.eval(), state.config.model, None
     else:
         official = load_official(path, fan_path=fan_path, map_location=device)
+        # An authors' file of a high-pass model may or may not hold its "fan"; without one the generator would
+        # run without its masks and give other images (and other FID / LPIPS) without saying so.
+        if official.config.uses_hpf and official.fan is None and require_fan:
+            raise missing_fan_error(path, official.config)
         return SynthesisModel(official.nets.eval(), official.config, official.fan, path)
     if model_config.uses_hpf and (fan_path is not None or require_fan):
         if fan_path is None:
-            raise CheckpointError(
-                f"{path} is a high-pass model (w_hpf={model_config.w_hpf}): pass the face-landmark network "
-                "(--wing wing.ckpt / fan_path=...)"
-            )
+            raise missing_fan_error(path, model_config)
         from .fan import load_fan
 
         fan = load_fan(fan_path).to(device)

@@ -126,6 +126,12 @@ def translate_task(
     first pass, so the outputs do not depend on ``batch_size``. Reference mode draws distinct references for
     one source when the target has enough of them, as a shuffled loader would.
     """
+    if getattr(nets.generator, "hpf", None) is not None and mask_fn is None:
+        # Without its masks a high-pass generator still runs, but makes other images than the model's.
+        raise ValueError(
+            "this generator has the high-pass path (w_hpf > 0): pass mask_fn (the face-landmark network's masks, "
+            "FAN.masks; load the authors' wing.ckpt, --wing on the command line)"
+        )
     device = torch.device(device)
     n = len(sources)
     if mode == "latent":
