@@ -494,11 +494,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir() / "fid_stats",
         save_images=out / "images" if args.save_images else None,
         progress=not args.no_progress,
+        lpips_batch=args.lpips_batch,
     )
     report = {"checkpoint": str(model.source), **report}
     path = write_report(report, out / "eval.json")
     print(format_table(report))
     print(f"FID features: {feature_net.describe()['comparable_with']}")
+    print(f"FID resizing to 299 px: {feature_net.describe()['resize_description']}")
+    print(f"LPIPS: the authors' mean over batches of {args.lpips_batch} sources; LPIPS/src: the mean over sources")
     print(f"wrote {path}")
     return 0
 
@@ -784,6 +787,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-images", action="store_true", help="also write every output as PNG under OUT/images/")
     p.add_argument("--max-sources", type=positive_int, help="cap on source images per domain (default: all)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of latents and reference choices (default 0)")
+    p.add_argument(
+        "--lpips-batch",
+        type=positive_int,
+        default=32,
+        help="sources per LPIPS average, as the authors' --val_batch_size (default 32); the per-source mean is "
+        "reported beside it",
+    )
     p.add_argument("--wing", help="the authors' wing.ckpt for high-pass (CelebA-HQ) models")
     p.add_argument(
         "--workers", type=nonnegative_int, default=min(4, os.cpu_count() or 1), help="image-reading worker processes"
