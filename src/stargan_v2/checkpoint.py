@@ -569,6 +569,52 @@ def export_official(nets: Nets, path: PathLike, legacy_format: bool = False, fan
     return _atomic_write(path, lambda tmp: torch.save(payload, tmp, _use_new_zipfile_serialization=not legacy_format))
 
 
+#: The settings of an Adam parameter group in the authors' ``_optims.ckpt`` (PyTorch 1.4's Adam, their version).
+_AUTHORS_ADAM_SETTINGS = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+
+
+def _authors_adam_state(name: str, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """One optimiser's state dict in the form the authors' code saves and loads (see ``export_official_optimizers``)."""
+    sd = opt.state_dict()
+    if not isinstance(opt, torch.optim.Adam) or len(sd["param_groups"]) != 1:
+        raise CheckpointError(
+            f"the '{name}' optimiser is not one Adam over one parameter group, as the authors' code builds it "
+            f"({type(opt).__name__}, {len(sd['param_groups'])} groups)"
+        )
+    group = sd["param_groups"][0]
+    if group.get("amsgrad") or group.get("maximize"):
+        raise CheckpointError(f"the '{name}' optimiser uses amsgrad or maximize, which the authors' Adam does not")
+    settings: dict[str, Any] = {key: group[key] for key in _AUTHORS_ADAM_SETTINGS}
+    settings["betas"] = [float(b) for b in group["betas"]]  # the authors pass a list
+    settings["lr"] = float(group["lr"])  # a tensor learning rate is a newer PyTorch's option
+    state = {}
+    for index, entry in sd["state"].items():
+        state[int(index)] = {
+            "step": int(entry["step"]),  # an int, as PyTorch 1.4 kept it; newer versions turn it into a tensor
+            "exp_avg": entry["exp_avg"].detach().cpu().clone(),
+            "exp_avg_sq": entry["exp_avg_sq"].detach().cpu().clone(),
+        }
+    return {"state": state, "param_groups": [{**settings, "params": list(group["params"])}]}
+
+
+def export_official_optimizers(
+    optimizers: Mapping[str, torch.optim.Optimizer], path: PathLike, legacy_format: bool = False
+) -> Path:
+    """Write the optimisers as the authors' ``{step:06d}_optims.ckpt``: ``torch.save({name: state_dict})``.
+
+    With it (and the ``_nets.ckpt`` and ``_nets_ema.ckpt`` of the same step) the authors' code resumes
+    training (``--resume_iter``). Their optimisers are one ``torch.optim.Adam`` per network, over
+    ``module.parameters()``; our modules have their parameter names and order, so the parameter indices of
+    the state dicts mean the same tensors. Each entry holds what their PyTorch (1.4) saves: per parameter
+    ``step`` (an int), ``exp_avg`` and ``exp_avg_sq``; one group with ``lr``, ``betas`` (a list, as they pass
+    it), ``eps``, ``weight_decay``, ``amsgrad`` and ``params``. Newer settings (``foreach``, ``fused`` ...)
+    are left out: a newer PyTorch fills in its defaults, and a fused optimiser from GPU training then loads
+    on any device.
+    """
+    payload = {name: _authors_adam_state(name, opt) for name, opt in optimizers.items()}
+    return _atomic_write(path, lambda tmp: torch.save(payload, tmp, _use_new_zipfile_serialization=not legacy_format))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Any checkpoint, for synthesis
 # ----------------------------------------------------------------------------------------------------------

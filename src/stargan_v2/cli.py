@@ -19,6 +19,7 @@ from .checkpoint import (
     CheckpointError,
     checkpoint_kind,
     export_official,
+    export_official_optimizers,
     load_ema,
     load_official,
     load_training_state,
@@ -202,12 +203,18 @@ def cmd_export(args: argparse.Namespace) -> int:
             written = [
                 export_official(state.nets_ema, out / f"{state.step:06d}_nets_ema.ckpt", args.legacy, fan),
                 export_official(state.nets, out / f"{state.step:06d}_nets.ckpt", args.legacy, fan),
+                # With the optimisers the authors' code can resume training from this run (--resume_iter).
+                export_official_optimizers(state.optimizers, out / f"{state.step:06d}_optims.ckpt", args.legacy),
             ]
         else:
             nets, _ = load_ema(src)
             step = int(read_metadata(src).get("step", 0))
             target = out / f"{step:06d}_nets_ema.ckpt" if out.suffix != ".ckpt" else out
             written = [export_official(nets, target, args.legacy, fan)]
+            print(
+                f"{src} is an EMA-only file: it has no training nets or optimiser states, so only _nets_ema.ckpt "
+                "is written (export a training state, state_NNNNNN.safetensors, for _nets.ckpt and _optims.ckpt)"
+            )
     else:  # ema
         if kind == TRAINING_FORMAT:
             state = load_training_state(src, restore_rng=False)
@@ -587,7 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         required=True,
-        help="official: a folder (gets {step:06d}_nets_ema.ckpt [+ _nets.ckpt]); ema: the .safetensors file; "
+        help="official: a folder (gets {step:06d}_nets_ema.ckpt [+ _nets.ckpt and _optims.ckpt from a training "
+        "state]); ema: the .safetensors file; "
         "onnx: NAME.onnx (writes NAME_latent.onnx and NAME_reference.onnx) or a folder (latent.onnx, "
         "reference.onnx); torchscript: the .pt file (methods latent and reference)",
     )
