@@ -233,3 +233,28 @@ def test_the_fid_command_gives_pytorch_fids_number(capsys, home, tmp_path, monke
     code, out, err = run(capsys, "fid", tmp_path / "a.npz", b, "--json", "--device", "cpu", "--workers", "0")
     assert code == 0, err
     assert json.loads(out)["fid"] == pytest.approx(theirs, rel=1e-5)
+
+
+def test_a_tasks_saved_outputs_against_the_targets_folder_give_evals_fid(capsys, small_net, tmp_path):
+    """``eval --save-images`` writes the 8-bit outputs FID saw; ``fid --fid-net inception --img-size S`` on them
+    and the target's training folder reads both as ``eval`` does, so it gives that task's FID."""
+    from stargan_v2.checkpoint import save_ema
+    from stargan_v2.config import preset
+    from stargan_v2.model import build_nets
+
+    from .test_evaluate import TRAIN, VAL, _write_folder
+
+    train, val = _write_folder(tmp_path / "train", TRAIN, 0), _write_folder(tmp_path / "val", VAL, 1)
+    config = preset("tiny")
+    torch.manual_seed(0)
+    checkpoint = save_ema(build_nets(config.model, discriminator=False), config, tmp_path / "ema.safetensors")
+    argv = ["eval", "--checkpoint", checkpoint, "--train-data", train, "--val-data", val, "--mode", "latent"]
+    argv += ["--out", tmp_path / "out", "--num-outs", "3", "--save-images", "--cache-dir", tmp_path / "cache"]
+    code, _, err = run(capsys, *argv, *_common())
+    assert code == 0, err
+    expected = json.loads((tmp_path / "out" / "eval.json").read_text())["latent"]["tasks"]["apple2pear"]["fid"]
+    outputs = tmp_path / "out" / "images" / "latent" / "apple2pear"
+    code, out, err = run(capsys, "fid", outputs, train / "pear", "--fid-net", "inception", "--img-size", "32",
+                         "--json", *_common())  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["fid"] == pytest.approx(expected, rel=1e-6)
