@@ -214,6 +214,7 @@ def test_features_and_statistics_are_pytorch_fids(home, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Matrix is singular")  # pytorch-fid's sqrtm, on few images
+@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated")  # pytorch-fid's call, newer scipy
 def test_the_fid_command_gives_pytorch_fids_number(capsys, home, tmp_path, monkeypatch):
     """End to end: ``stargan-v2 fid A B`` and ``pytorch_fid.calculate_fid_given_paths`` on the same folders and
     weight file. (pytorch-fid's sqrtm of a 2048-d singular product takes ~20 s on one core: marked slow.)"""
