@@ -137,7 +137,8 @@ def test_config_prints_resolved_json(capsys):
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
 def test_export_official_from_training_state(capsys, tmp_path, state_file, legacy):
-    """A training state becomes {step:06d}_nets_ema.ckpt and _nets.ckpt holding the EMA and training weights."""
+    """A training state becomes {step:06d}_nets_ema.ckpt and _nets.ckpt holding the EMA and training weights, and
+    _optims.ckpt (tests/test_official_optimizers.py)."""
     state, path = state_file
     out_dir = tmp_path / "official"
     code, out, err = run(
@@ -146,7 +147,11 @@ def test_export_official_from_training_state(capsys, tmp_path, state_file, legac
         *(["--legacy"] if legacy else []),
     )  # fmt: skip
     assert code == 0, err
-    assert sorted(p.name for p in out_dir.iterdir()) == ["000001_nets.ckpt", "000001_nets_ema.ckpt"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "000001_nets.ckpt",
+        "000001_nets_ema.ckpt",
+        "000001_optims.ckpt",
+    ]
     assert "000001_nets_ema.ckpt" in out
     ema = load_official(out_dir / "000001_nets_ema.ckpt")
     nets = load_official(out_dir / "000001_nets.ckpt")

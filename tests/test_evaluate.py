@@ -63,8 +63,9 @@ class PixelFeatures(nn.Module):
         self.calls = 0
 
     def forward(self, x: Tensor) -> Tensor:
+        assert x.dtype == torch.uint8  # feature networks take 8-bit images, as read from files
         self.calls += x.shape[0]
-        return F.adaptive_avg_pool2d(x.float(), 4).flatten(1) @ self.projection
+        return F.adaptive_avg_pool2d(x.float() / 255, 4).flatten(1) @ self.projection
 
     def describe(self) -> dict[str, str]:
         return {"name": self.name}
@@ -159,6 +160,23 @@ def test_translation_does_not_depend_on_the_batch_size(mode):
         assert torch.equal(torch.cat(refs_small), torch.cat(refs_large))
 
 
+def test_batched_mean_weighs_batches_not_values():
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0])
+    # Batches of 2: (1, 2), (3, 4), (10): the last, single value weighs a third.
+    assert ev.batched_mean(values, 2) == pytest.approx((1.5 + 3.5 + 10) / 3)
+    assert ev.batched_mean(values, 5) == pytest.approx(4.0) == ev.batched_mean(values, 1)
+    # In a given order: (10, 1), (2, 3), (4).
+    assert ev.batched_mean(values, 2, torch.tensor([4, 0, 1, 2, 3])) == pytest.approx((5.5 + 2.5 + 4) / 3)
+    with pytest.raises(ValueError, match="batch"):
+        ev.batched_mean(values, 0)
+
+
+def test_the_second_task_stream_leaves_the_first_alone():
+    first = torch.rand(4, generator=ev.task_generator(0, "latent", 0, 1))
+    assert torch.equal(first, torch.rand(4, generator=ev.task_generator(0, "latent", 0, 1, stream=0)))
+    assert not torch.equal(first, torch.rand(4, generator=ev.task_generator(0, "latent", 0, 1, stream=1)))
+
+
 def test_mean_over_tasks_weighs_every_task_the_same():
     per_task = {"a2b": {"fid": 1.0, "lpips": 0.2}, "b2a": {"fid": 3.0, "lpips": 0.4}}
     assert ev.mean_over_tasks(per_task) == pytest.approx({"fid": 2.0, "lpips": 0.3})
@@ -193,6 +211,47 @@ def test_report_structure_and_averaging(data):
     assert "apple2pear" in ev.format_table(report) and "mean" in ev.format_table(report)
 
 
+class RecordingDistance(PixelDistance):
+    """PixelDistance that keeps what it returned, so a test can recompute the averages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[Tensor] = []
+
+    def mean_pairwise(self, x: Tensor) -> Tensor:
+        out = super().mean_pairwise(x)
+        self.values.append(out)
+        return out
+
+
+@pytest.mark.parametrize("lpips_batch", [2, 32])
+def test_lpips_is_averaged_per_batch_of_sources_as_the_authors_and_per_source_beside_it(data, lpips_batch):
+    lpips = RecordingDistance()
+    report = _run(_nets(), data, lpips=lpips, modes=("latent",), batch_size=100, lpips_batch=lpips_batch)
+    assert report["protocol"]["lpips_averaging"]["batch"] == lpips_batch
+    # One pass per task (batch_size 100): the values of the sources in order, apple2pear (2), pear2apple (3).
+    for (source, target, name), values in zip(((0, 1, "apple2pear"), (1, 0, "pear2apple")), lpips.values, strict=True):
+        figures = report["latent"]["tasks"][name]
+        assert figures["lpips_per_source"] == pytest.approx(float(values.double().mean()))
+        order = torch.randperm(len(values), generator=ev.task_generator(0, "latent", source, target, stream=1))
+        expected = ev.batched_mean(values, lpips_batch, order)
+        assert figures["lpips"] == pytest.approx(expected)
+        # 3 sources in batches of 2 weigh the one in the last batch double: the two figures differ.
+        if name == "pear2apple" and lpips_batch == 2:
+            assert figures["lpips"] != pytest.approx(figures["lpips_per_source"])
+        if lpips_batch >= len(values):
+            assert figures["lpips"] == pytest.approx(figures["lpips_per_source"])
+    mean = report["latent"]["mean"]
+    assert set(mean) == {"fid", "lpips", "lpips_per_source"}
+    assert "LPIPS/src" in ev.format_table(report)
+
+
+def test_the_report_names_the_preprocessing(data):
+    report = _run(_nets(), data, modes=("latent",))
+    pre = report["protocol"]["fid_preprocessing"]
+    assert "PIL" in pre["model_size"] and "save_image" in pre["model_size"]
+
+
 def test_fid_and_lpips_of_an_identity_translator_against_an_independent_computation(data):
     report = _run(_nets(Identity()), data, modes=("latent",), num_outputs=4)
     features = PixelFeatures()
@@ -202,7 +261,7 @@ def test_fid_and_lpips_of_an_identity_translator_against_an_independent_computat
         sources = ev.read_images(val.files[source], 32)
         fakes = sources.images.repeat_interleave(4, 0)  # every output is its source
         reals = ev.read_images(train.files[target], 32).images
-        expected = frechet_distance(features(ev.from_uint8(fakes)), features(ev.from_uint8(reals)))
+        expected = frechet_distance(features(fakes), features(reals))
         assert report["latent"]["tasks"][name]["fid"] == pytest.approx(expected, rel=1e-6)
         assert report["latent"]["tasks"][name]["lpips"] == 0  # no diversity at all
 
@@ -213,7 +272,7 @@ def test_fid_of_a_set_with_itself_is_zero(data):
     train = scan_domains(data[0])
     stats = ev.real_statistics(train.files[1], 32, net)
     fake = fid.FeatureStats(net.feature_dim)
-    fake.update(net(ev.from_uint8(ev.read_images(train.files[1], 32).images)))
+    fake.update(net(ev.read_images(train.files[1], 32).images))
     assert fid.frechet_distance_gaussians(fake.gaussian(), stats) == pytest.approx(0.0, abs=1e-9)
 
 
@@ -298,7 +357,8 @@ def test_eval_command_with_the_real_networks(data, tmp_path, home, monkeypatch, 
     assert "apple2pear" in out and "mean" in out and "eval.json" in out
     report = json.loads((tmp_path / "out" / "eval.json").read_text())
     assert report["checkpoint"] == str(checkpoint) and report["seed"] == 5
-    assert report["fid_network"]["name"] == "torchvision"
+    assert report["fid_network"]["name"] == "torchvision" and report["fid_network"]["resize"] == "pil"
+    assert "authors" in report["protocol"]["fid_preprocessing"]["to_inception_input"]
     assert report["fid_network"]["weights_file"] == "inception_v3_google-0cc3c7bd.pth"
     assert "README" in report["fid_network"]["comparable_with"]
     assert report["lpips_network"]["trunk_weights_file"] == "alexnet-owt-7be5be79.pth"

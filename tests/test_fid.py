@@ -183,12 +183,12 @@ def test_inception_loads_from_the_torch_cache_and_gives_2048_features(name, home
     assert torch.equal(net.net.state_dict()[key], state[key])
     net.input_size = 75  # the smallest size Inception v3 takes: the real 299 px is slow on a CPU
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(3, 3, 32, 32, generator=g) * 2 - 1
+    x = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
     features = net(x)
     assert features.shape == (3, 2048) and torch.isfinite(features).all()
     assert features.std() > 1e-3  # the random weights keep a usable scale
     # The distances on a slice of the features: 2048-d eigenvalue problems take seconds on a small CPU.
-    other = net(torch.rand(3, 3, 32, 32, generator=g) * 2 - 1)
+    other = net(torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8))
     assert frechet_distance(features[:, :128], features[:, :128]) == pytest.approx(0.0, abs=1e-6)
     assert frechet_distance(features[:, :128], other[:, :128]) > 0
 
@@ -213,3 +213,99 @@ def test_a_file_of_the_other_network_is_refused(tmp_path):
         load_inception("pt_inception", weights_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown FID feature network"):
         load_inception("inception_v4")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Preprocessing: image for image as the authors' evaluation (torchvision transforms on PIL images)
+
+
+def _photo(path, width: int, height: int, seed: int):
+    """A smooth random picture (so that resizing filters matter) saved at ``path``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(height // 6, width // 6, 3), dtype=np.uint8)
+    Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC).save(path)
+    return path
+
+
+_AUTHORS_NORMALISE = {
+    "imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+    "half": ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+}
+
+
+def _authors_loader(img_size: int, height: int, normalise: str):
+    """The transform of the authors' evaluation loader: Resize to the model's size, Resize again (to 299 for
+    the FID network, or the same size), ToTensor, Normalize; written with torchvision's own transforms."""
+    from torchvision import transforms as T
+
+    mean, std = _AUTHORS_NORMALISE[normalise]
+    return T.Compose([T.Resize([img_size, img_size]), T.Resize([height, height]), T.ToTensor(), T.Normalize(mean, std)])
+
+
+def test_real_images_reach_the_network_as_in_the_authors_loader(tmp_path):
+    from PIL import Image
+
+    from stargan_v2.metrics.fid import InceptionFeatures, read_image_uint8
+
+    net = InceptionFeatures("torchvision")
+    assert net.resize == "pil"
+    for i, (width, height) in enumerate([(70, 52), (24, 40), (32, 32)]):  # shrink, enlarge, keep
+        path = _photo(tmp_path / f"{i}.png", width, height, seed=i)
+        expected = _authors_loader(32, 299, "imagenet")(Image.open(path).convert("RGB"))
+        got = net._normalise(net.prepare(read_image_uint8(path, 32)[None]))[0]
+        assert torch.equal(got, expected)
+    # The resizing matters: torch's (float, antialiased, one rounding) gives other inputs.
+    x = read_image_uint8(path, 32)[None].float() / 255
+    other = F.interpolate(x, size=(299, 299), mode="bilinear", antialias=True)
+    assert not torch.equal(net.prepare(read_image_uint8(path, 32)[None]), other)
+
+
+def test_generated_images_reach_the_network_as_the_authors_png_files_do(tmp_path):
+    """Their evaluation writes each output with save_image (denormalised and clipped) and reads it back."""
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    from stargan_v2.metrics.evaluate import to_uint8
+    from stargan_v2.metrics.fid import InceptionFeatures
+
+    g = torch.Generator().manual_seed(0)
+    fakes = torch.randn(3, 3, 32, 32, generator=g) * 0.6
+    fakes[0, 0, 0, :6] = torch.tensor([-1.3, 1.2, -1.0, 1.0, 1 / 255 - 1, 2 * 128.5 / 255 - 1])  # clipped, ties
+    net = InceptionFeatures("torchvision")
+    got = net._normalise(net.prepare(to_uint8(fakes)))
+    for k in range(3):
+        save_image(((fakes[k] + 1) / 2).clamp_(0, 1), tmp_path / f"{k}.png", nrow=1, padding=0)
+        expected = _authors_loader(32, 299, "imagenet")(Image.open(tmp_path / f"{k}.png").convert("RGB"))
+        assert torch.equal(got[k], expected)
+
+
+def test_sources_are_read_as_the_authors_loader_reads_them(tmp_path):
+    from PIL import Image
+
+    from stargan_v2.metrics.evaluate import from_uint8
+    from stargan_v2.metrics.fid import read_image_uint8
+
+    path = _photo(tmp_path / "src.jpg", 60, 44, seed=5)
+    expected = _authors_loader(32, 32, "half")(Image.open(path).convert("RGB"))
+    assert torch.equal(from_uint8(read_image_uint8(path, 32)), expected)
+
+
+def test_the_network_takes_8_bit_images_of_any_size():
+    from stargan_v2.metrics.fid import InceptionFeatures
+
+    for name in ("torchvision", "pt_inception"):
+        net = InceptionFeatures(name)
+        net.input_size = 40
+        g = torch.Generator().manual_seed(1)
+        a = torch.randint(0, 256, (3, 30, 50), generator=g, dtype=torch.uint8)
+        b = torch.randint(0, 256, (3, 40, 40), generator=g, dtype=torch.uint8)
+        mixed = net.prepare([a, b])
+        assert mixed.shape == (2, 3, 40, 40) and mixed.dtype == torch.float32
+        assert torch.equal(mixed[1:], net.prepare(b[None]))  # at the input size: unchanged
+        assert torch.equal(mixed[1] * 255, b.float())
+        with pytest.raises(ValueError, match="8-bit"):
+            net.prepare(torch.rand(1, 3, 40, 40))
+    with pytest.raises(ValueError, match="unknown resize"):
+        InceptionFeatures("torchvision", resize="lanczos")

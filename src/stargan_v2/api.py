@@ -39,7 +39,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import synthesis
-from .checkpoint import EMA_FORMAT, TRAINING_FORMAT, CheckpointError, checkpoint_kind, load_for_synthesis, read_domains
+from .checkpoint import (
+    EMA_FORMAT,
+    TRAINING_FORMAT,
+    CheckpointError,
+    checkpoint_kind,
+    load_for_synthesis,
+    missing_fan_error,
+    read_domains,
+)
 from .config import ModelConfig, preset
 from .data import _DECODE_ERRORS, IMAGE_EXTENSIONS, DataError, _find_images, decode_rgb
 from .model import Nets
@@ -264,11 +272,8 @@ class StarGANv2:
         """
         device = torch.device(device) if device is not None else _default_device()
         loaded = load_for_synthesis(path, fan_path=fan_path, device=device)
-        if loaded.config.uses_hpf and loaded.fan is None:
-            raise CheckpointError(
-                f"{loaded.source} is a high-pass model (w_hpf={loaded.config.w_hpf}): pass the face-landmark "
-                "network, fan_path='wing.ckpt' (--wing on the command line)"
-            )
+        if loaded.config.uses_hpf and loaded.fan is None:  # load_for_synthesis refuses this already
+            raise missing_fan_error(loaded.source, loaded.config)
         names = checkpoint_domains(loaded.source, loaded.config, domains)
         return cls(loaded.nets, loaded.config, names, loaded.fan, device)
 
@@ -402,7 +407,10 @@ class StarGANv2:
         if not self.config.uses_hpf:
             return None
         if self.fan is None:
-            raise CheckpointError("this is a high-pass model: load it with fan_path='wing.ckpt' to translate")
+            raise CheckpointError(
+                "this is a high-pass model: its generator needs the face masks of wing.ckpt; load it with "
+                "fan_path='PATH/wing.ckpt' (--wing on the command line) to translate"
+            )
         return self.fan.masks(x)
 
     @torch.no_grad()

@@ -576,9 +576,65 @@ def export_official(nets: Nets, path: PathLike, legacy_format: bool = False, fan
     return _atomic_write(path, lambda tmp: torch.save(payload, tmp, _use_new_zipfile_serialization=not legacy_format))
 
 
+#: The settings of an Adam parameter group in the authors' ``_optims.ckpt`` (PyTorch 1.4's Adam, their version).
+_AUTHORS_ADAM_SETTINGS = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+
+
+def _authors_adam_state(name: str, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """One optimiser's state dict in the form the authors' code saves and loads (see ``export_official_optimizers``)."""
+    sd = opt.state_dict()
+    if not isinstance(opt, torch.optim.Adam) or len(sd["param_groups"]) != 1:
+        raise CheckpointError(
+            f"the '{name}' optimiser is not one Adam over one parameter group, as the authors' code builds it "
+            f"({type(opt).__name__}, {len(sd['param_groups'])} groups)"
+        )
+    group = sd["param_groups"][0]
+    if group.get("amsgrad") or group.get("maximize"):
+        raise CheckpointError(f"the '{name}' optimiser uses amsgrad or maximize, which the authors' Adam does not")
+    settings: dict[str, Any] = {key: group[key] for key in _AUTHORS_ADAM_SETTINGS}
+    settings["betas"] = [float(b) for b in group["betas"]]  # the authors pass a list
+    settings["lr"] = float(group["lr"])  # a tensor learning rate is a newer PyTorch's option
+    state = {}
+    for index, entry in sd["state"].items():
+        state[int(index)] = {
+            "step": int(entry["step"]),  # an int, as PyTorch 1.4 kept it; newer versions turn it into a tensor
+            "exp_avg": entry["exp_avg"].detach().cpu().clone(),
+            "exp_avg_sq": entry["exp_avg_sq"].detach().cpu().clone(),
+        }
+    return {"state": state, "param_groups": [{**settings, "params": list(group["params"])}]}
+
+
+def export_official_optimizers(
+    optimizers: Mapping[str, torch.optim.Optimizer], path: PathLike, legacy_format: bool = False
+) -> Path:
+    """Write the optimisers as the authors' ``{step:06d}_optims.ckpt``: ``torch.save({name: state_dict})``.
+
+    With it (and the ``_nets.ckpt`` and ``_nets_ema.ckpt`` of the same step) the authors' code resumes
+    training (``--resume_iter``). Their optimisers are one ``torch.optim.Adam`` per network, over
+    ``module.parameters()``; our modules have their parameter names and order, so the parameter indices of
+    the state dicts mean the same tensors. Each entry holds what their PyTorch (1.4) saves: per parameter
+    ``step`` (an int), ``exp_avg`` and ``exp_avg_sq``; one group with ``lr``, ``betas`` (a list, as they pass
+    it), ``eps``, ``weight_decay``, ``amsgrad`` and ``params``. Newer settings (``foreach``, ``fused`` ...)
+    are left out: a newer PyTorch fills in its defaults, and a fused optimiser from GPU training then loads
+    on any device.
+    """
+    payload = {name: _authors_adam_state(name, opt) for name, opt in optimizers.items()}
+    return _atomic_write(path, lambda tmp: torch.save(payload, tmp, _use_new_zipfile_serialization=not legacy_format))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Any checkpoint, for synthesis
 # ----------------------------------------------------------------------------------------------------------
+
+
+def missing_fan_error(source: PathLike, config: ModelConfig) -> CheckpointError:
+    """The error for a high-pass model loaded without its face-landmark network: names the file and the fix."""
+    return CheckpointError(
+        f"{source} is a high-pass model (w_hpf={config.w_hpf}): its generator needs the face masks of the "
+        "face-landmark network (FAN), and the file holds none. Pass the authors' wing.ckpt with --wing "
+        "PATH/wing.ckpt (fan_path=... in Python); their download.sh ('bash download.sh wing') puts it in "
+        "expr/checkpoints/"
+    )
 
 
 @dataclass
@@ -600,8 +656,10 @@ def load_for_synthesis(
     """Load the EMA nets from any checkpoint: a run directory (its newest checkpoint), one of our training-state
     or EMA files, or one of the authors' ``*_nets_ema.ckpt`` / ``*_nets.ckpt`` files.
 
-    A high-pass model needs the face-landmark network (``fan_path``) to run; ``require_fan=False`` loads it
-    without one (``fan`` is then ``None``), for uses that take the masks from elsewhere such as export.
+    A high-pass model needs the face-landmark network to run: from ``fan_path``, or the ``fan`` entry of an
+    authors' file. Without either a ``CheckpointError`` names ``wing.ckpt`` and ``--wing``, whatever the file's
+    format; ``require_fan=False`` loads it without one (``fan`` is then ``None``), for uses that never run the
+    generator's high-pass path, such as export.
     """
     path = Path(path)
     if path.is_dir():
@@ -620,13 +678,14 @@ def load_for_synthesis(
         nets, model_config, fan = state.nets_ema.eval(), state.config.model, None
     else:
         official = load_official(path, fan_path=fan_path, map_location=device)
+        # An authors' file of a high-pass model may or may not hold its "fan"; without one the generator would
+        # run without its masks and give other images (and other FID / LPIPS) without saying so.
+        if official.config.uses_hpf and official.fan is None and require_fan:
+            raise missing_fan_error(path, official.config)
         return SynthesisModel(official.nets.eval(), official.config, official.fan, path)
     if model_config.uses_hpf and (fan_path is not None or require_fan):
         if fan_path is None:
-            raise CheckpointError(
-                f"{path} is a high-pass model (w_hpf={model_config.w_hpf}): pass the face-landmark network "
-                "(--wing wing.ckpt / fan_path=...)"
-            )
+            raise missing_fan_error(path, model_config)
         from .fan import load_fan
 
         fan = load_fan(fan_path).to(device)

@@ -19,6 +19,7 @@ from .checkpoint import (
     CheckpointError,
     checkpoint_kind,
     export_official,
+    export_official_optimizers,
     load_ema,
     load_official,
     load_training_state,
@@ -202,12 +203,18 @@ def cmd_export(args: argparse.Namespace) -> int:
             written = [
                 export_official(state.nets_ema, out / f"{state.step:06d}_nets_ema.ckpt", args.legacy, fan),
                 export_official(state.nets, out / f"{state.step:06d}_nets.ckpt", args.legacy, fan),
+                # With the optimisers the authors' code can resume training from this run (--resume_iter).
+                export_official_optimizers(state.optimizers, out / f"{state.step:06d}_optims.ckpt", args.legacy),
             ]
         else:
             nets, _ = load_ema(src)
             step = int(read_metadata(src).get("step", 0))
             target = out / f"{step:06d}_nets_ema.ckpt" if out.suffix != ".ckpt" else out
             written = [export_official(nets, target, args.legacy, fan)]
+            print(
+                f"{src} is an EMA-only file: it has no training nets or optimiser states, so only _nets_ema.ckpt "
+                "is written (export a training state, state_NNNNNN.safetensors, for _nets.ckpt and _optims.ckpt)"
+            )
     else:  # ema
         if kind == TRAINING_FORMAT:
             state = load_training_state(src, restore_rng=False)
@@ -478,7 +485,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .metrics.oracle import default_cache_dir
 
     # The feature networks first: a missing weight file should stop the command before any other work.
-    feature_net = load_inception(args.fid_net, args.weights_dir, args.device)
+    fid_net = "torchvision" if args.fid_net == "inception" else args.fid_net  # the authors' network, by its other name
+    feature_net = load_inception(fid_net, args.weights_dir, args.device)
     lpips = load_lpips(args.weights_dir, args.device)
     model = load_for_synthesis(args.checkpoint, fan_path=args.wing, device=args.device)
     out = Path(args.out)
@@ -500,12 +508,52 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir() / "fid_stats",
         save_images=out / "images" if args.save_images else None,
         progress=not args.no_progress,
+        lpips_batch=args.lpips_batch,
     )
     report = {"checkpoint": str(model.source), **report}
     path = write_report(report, out / "eval.json")
     print(format_table(report))
     print(f"FID features: {feature_net.describe()['comparable_with']}")
+    print(f"FID resizing to 299 px: {feature_net.describe()['resize_description']}")
+    print(f"LPIPS: the authors' mean over batches of {args.lpips_batch} sources; LPIPS/src: the mean over sources")
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_fid(args: argparse.Namespace) -> int:
+    """FID between two folders of images or .npz statistics files, as pytorch-fid; or --save-stats of one folder."""
+    from .metrics.fid_folders import fid_of_paths, save_folder_statistics
+
+    common = dict(
+        fid_net=args.fid_net,
+        weights_dir=args.weights_dir,
+        device=args.device,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    if args.save_stats is not None:
+        if len(args.paths) != 1:
+            raise ValueError(f"--save-stats FILE takes one folder of images, got {len(args.paths)} paths")
+        path, stats = save_folder_statistics(args.paths[0], args.save_stats, **common)
+        for note in stats.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"statistics": str(path), "num_images": stats.num_images, "feature_net": stats.feature_net,
+                              "preprocessing": stats.preprocessing}))  # fmt: skip
+        else:
+            print(f"wrote {path} ({stats.num_images} images, {stats.feature_net}, {stats.preprocessing})")
+        return 0
+    if len(args.paths) != 2:
+        raise ValueError(
+            f"expected two paths (folders of images or .npz statistics files), got {len(args.paths)}; "
+            "with one folder, pass --save-stats FILE.npz to write its statistics"
+        )
+    report = fid_of_paths(args.paths[0], args.paths[1], **common)
+    for note in report["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print(json.dumps(report, indent=2) if args.json else f"FID: {report['fid']:.6f}")
     return 0
 
 
@@ -590,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         required=True,
-        help="official: a folder (gets {step:06d}_nets_ema.ckpt [+ _nets.ckpt]); ema: the .safetensors file; "
+        help="official: a folder (gets {step:06d}_nets_ema.ckpt [+ _nets.ckpt and _optims.ckpt from a training "
+        "state]); ema: the .safetensors file; "
         "onnx: NAME.onnx (writes NAME_latent.onnx and NAME_reference.onnx) or a folder (latent.onnx, "
         "reference.onnx); torchscript: the .pt file (methods latent and reference)",
     )
@@ -806,10 +855,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=50, help="images per forward pass (default 50)")
     p.add_argument(
         "--fid-net",
-        choices=("torchvision", "pt_inception"),
+        choices=("torchvision", "inception", "pt_inception"),
         default="torchvision",
-        help="FID features: torchvision's Inception v3 (as the authors' evaluation, default) or the TF FID "
-        "Inception of pytorch-fid",
+        help="FID features: torchvision's Inception v3 (alias inception; as the authors' evaluation, default) or "
+        "the TF FID Inception of pytorch-fid",
     )
     p.add_argument(
         "--weights-dir", help="folder holding the weight files (default: the torch cache, $TORCH_HOME/hub/checkpoints)"
@@ -818,6 +867,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-images", action="store_true", help="also write every output as PNG under OUT/images/")
     p.add_argument("--max-sources", type=positive_int, help="cap on source images per domain (default: all)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of latents and reference choices (default 0)")
+    p.add_argument(
+        "--lpips-batch",
+        type=positive_int,
+        default=32,
+        help="sources per LPIPS average, as the authors' --val_batch_size (default 32); the per-source mean is "
+        "reported beside it",
+    )
     p.add_argument("--wing", help="the authors' wing.ckpt for high-pass (CelebA-HQ) models")
     p.add_argument(
         "--workers", type=nonnegative_int, default=min(4, os.cpu_count() or 1), help="image-reading worker processes"
@@ -825,6 +881,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=device_name, default=_default_device(), help="torch device")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "fid",
+        help="FID between two folders of images or .npz statistics files (as pytorch-fid)",
+        description="FID between two folders of images (searched recursively, any size) or .npz statistics "
+        "files (mu, sigma; pytorch-fid's format). With pt_inception (the default) the numbers are pytorch-fid's; "
+        "with inception (torchvision's, the authors' evaluation) images are resized as the authors' code does.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="two folders or .npz files (one folder with --save-stats)")
+    p.add_argument(
+        "--fid-net",
+        choices=("pt_inception", "inception", "torchvision"),
+        help="pt_inception: the TF FID Inception with pytorch-fid's resizing (default); inception (= torchvision): "
+        "torchvision's Inception v3 with the authors' PIL resizing",
+    )
+    p.add_argument(
+        "--img-size",
+        type=positive_int,
+        help="first squash every image to N x N (PIL bilinear, 8 bits), as the authors' evaluation does at the "
+        "model's size; default: none (as pytorch-fid)",
+    )
+    p.add_argument("--save-stats", metavar="FILE.npz", help="write the statistics of the one folder given to FILE.npz")
+    p.add_argument("--batch-size", type=positive_int, default=50, help="images per forward pass (default 50)")
+    p.add_argument("--device", type=device_name, default=_default_device(), help="torch device")
+    p.add_argument(
+        "--workers", type=nonnegative_int, default=min(4, os.cpu_count() or 1), help="image-reading worker processes"
+    )
+    p.add_argument(
+        "--weights-dir", help="folder holding the weight files (default: the torch cache, $TORCH_HOME/hub/checkpoints)"
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON object (FID, paths, image counts, network)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_fid)
 
     p = sub.add_parser("align", help="align face photos to the CelebA-HQ framing (for the CelebA-HQ model)")
     p.add_argument("--input", required=True, help="an image, or a folder of images (searched recursively)")

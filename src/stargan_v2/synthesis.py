@@ -31,7 +31,10 @@ def _masks(nets: Nets, mask_fn: MaskFn | None, x: Tensor) -> tuple[Tensor, Tenso
     if nets.generator.hpf is None:
         return None
     if mask_fn is None:
-        raise ValueError("this generator uses the high-pass path: pass mask_fn=fan.masks (load wing.ckpt)")
+        raise ValueError(
+            "this generator uses the high-pass path: pass mask_fn=fan.masks (the face-landmark network of the "
+            "authors' wing.ckpt; --wing on the command line)"
+        )
     return mask_fn(x)
 
 

@@ -7,18 +7,22 @@ StarGAN v2 (Choi et al., CVPR 2020, Section 4, "Evaluation metrics"; ``PAPER.md`
   through the mapping network (``latent`` mode), or with the styles of 10 random validation images of the
   target (``reference`` mode).
 * **LPIPS** (diversity, higher is better): the mean over the 45 pairs of a source's 10 outputs, averaged
-  over the task's sources, then over tasks.
+  over the task's sources, then over tasks. The authors average per batch of 32 sources, a last partial batch
+  weighing as much as a full one (``lpips``); the plain mean over sources is reported beside it
+  (``lpips_per_source``).
 * **FID** (quality, lower is better): a task's outputs against all training images of the target domain,
   averaged over tasks.
 
 The task list, each task's random stream, the translation loop and the averaging are shared with the
 quality benchmark (``quality.py``), which scores the same outputs with an oracle network instead.
 
-What the numbers are made of (so that they compare with the authors' evaluation): outputs are used as the
-generator gives them for LPIPS, and rounded to 8 bits (as writing PNG files does) for FID; real images are
-read, resized to the model's size and rounded to 8 bits the same way; the feature network then resizes to
-299 px. Real-image statistics are cached on disk, keyed by the folder's files (names, sizes, modification
-times), the feature network and the image size.
+What the numbers are made of, image by image as in the authors' evaluation: every image read from a file
+(training images, sources, references) is squashed to the model's size by PIL's bilinear filter and rounded to
+8 bits; outputs are used as the generator gives them for LPIPS, and rounded to 8 bits as the authors' PNG files
+are (``to_uint8``) for FID; the feature network then brings every 8-bit image to 299 px its own way (PIL for
+the authors' network, as their loader; ``F.interpolate`` for the TensorFlow one, as pytorch-fid). Real-image
+statistics are cached on disk, keyed by the folder's files (names, sizes, modification times), the feature
+network with its resizing, and the image size.
 """
 
 from __future__ import annotations
@@ -37,17 +41,32 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..config import ModelConfig
-from ..data import DomainFolders, check_same_domains, load_image, scan_domains
+from ..data import DomainFolders, check_same_domains, scan_domains
 from ..model import Nets, eval_mode
-from .fid import FEATURE_DIM, FeatureStats, Gaussian, covariance_factor, frechet_distance_gaussians
+from .fid import (
+    FEATURE_DIM,
+    FeatureStats,
+    Gaussian,
+    covariance_factor,
+    files_statistics,
+    frechet_distance_gaussians,
+    image_batches,
+)
 
 MODES: tuple[str, ...] = ("latent", "reference")
-#: Bump when what goes into the cached real-image statistics changes.
-STATS_VERSION = 1
+#: Bump when what goes into the cached real-image statistics changes (2: PIL resizing, as the authors').
+STATS_VERSION = 2
+#: Sources per LPIPS average in the authors' evaluation (their --val_batch_size, 32 by default).
+LPIPS_BATCH = 32
+#: How images reach the feature network, for the report (the last step, to 299 px, is the network's).
+MODEL_SIZE_PREPROCESSING = (
+    "every image file (training images, sources, references) squashed to the model's size by PIL's bilinear "
+    "filter and rounded to 8 bits (torchvision transforms.Resize on PIL images, as the authors' loader); "
+    "outputs rounded to 8 bits as torchvision's save_image writes the authors' PNG files"
+)
 
 #: ``mask_fn(x)``: the generator's high-pass masks of sources ``x (B, 3, S, S)``, e.g. ``FAN.masks``.
 MaskFn = Callable[[Tensor], Sequence[Tensor]]
@@ -62,7 +81,7 @@ class ImageSet(Protocol):
 
 
 class FeatureNet(Protocol):
-    """A FID feature network: images ``(B, 3, H, W)`` in [-1, 1] -> features ``(B, D)``.
+    """A FID feature network: 8-bit images, uint8 ``(B, 3, H, W)`` -> features ``(B, D)``.
 
     ``cache_token`` names the network and its weights in the real-statistics cache key; ``describe()`` is
     what the report records about it.
@@ -88,11 +107,16 @@ def tasks(num_domains: int) -> list[tuple[int, int]]:
     return [(s, t) for s in range(num_domains) for t in range(num_domains) if s != t]
 
 
-def task_generator(seed: int, mode: str, source: int, target: int) -> torch.Generator:
-    """The random stream of one task: independent of the order in which tasks and modes are run."""
+def task_generator(seed: int, mode: str, source: int, target: int, stream: int = 0) -> torch.Generator:
+    """The random stream of one task: independent of the order in which tasks and modes are run.
+
+    ``stream`` 0 draws the latents or references; other streams are for other draws of the task (1: the
+    order of the sources in the authors' LPIPS batches), so that adding one changes nothing else.
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    state = np.random.SeedSequence([seed, MODES.index(mode), source, target]).generate_state(2, np.uint64)
+    entropy = [seed, MODES.index(mode), source, target] + ([stream] if stream else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint64)
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
@@ -126,6 +150,12 @@ def translate_task(
     first pass, so the outputs do not depend on ``batch_size``. Reference mode draws distinct references for
     one source when the target has enough of them, as a shuffled loader would.
     """
+    if getattr(nets.generator, "hpf", None) is not None and mask_fn is None:
+        # Without its masks a high-pass generator still runs, but makes other images than the model's.
+        raise ValueError(
+            "this generator has the high-pass path (w_hpf > 0): pass mask_fn (the face-landmark network's masks, "
+            "FAN.masks; load the authors' wing.ckpt, --wing on the command line)"
+        )
     device = torch.device(device)
     n = len(sources)
     if mode == "latent":
@@ -157,6 +187,18 @@ def translate_task(
         yield TaskBatch(rows, nets.generator(x, s, masks=masks).float(), refs)
 
 
+def batched_mean(values: Tensor, batch: int, order: Tensor | None = None) -> float:
+    """The mean of ``values`` taken as the authors' evaluation takes LPIPS: the mean of each batch of ``batch``
+    consecutive values (in ``order``, e.g. a shuffled one, as their loader shuffles the sources), then the
+    mean of the batch means. A last, partial batch weighs as much as a full one."""
+    if values.dim() != 1 or values.numel() == 0:
+        raise ValueError(f"expected a non-empty 1-d tensor of values, got shape {tuple(values.shape)}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    v = values.double() if order is None else values.double()[order]
+    return float(torch.stack([chunk.mean() for chunk in v.split(batch)]).mean())
+
+
 def mean_over_tasks(per_task: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Each figure averaged over tasks (every task weighs the same, whatever its number of sources)."""
     if not per_task:
@@ -171,13 +213,18 @@ def mean_over_tasks(per_task: Mapping[str, Mapping[str, float]]) -> dict[str, fl
 
 
 def to_uint8(x: Tensor) -> Tensor:
-    """Images in [-1, 1] (any float) -> uint8 levels, rounded and clipped as writing a PNG does."""
-    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    """Images in [-1, 1] (any float) -> uint8 levels, as the authors' evaluation writes its PNG files.
+
+    Their ``save_image`` maps to [0, 1] and clips, and torchvision's ``save_image`` then takes
+    ``floor(255 v + 0.5)``: rounding half up, in float32, in this order.
+    """
+    x01 = ((x.float() + 1) / 2).clamp(0, 1)
+    return x01.mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
 
 
 def from_uint8(x: Tensor) -> Tensor:
-    """uint8 levels -> float images in [-1, 1]."""
-    return x.float() / 127.5 - 1
+    """uint8 levels -> float images in [-1, 1], as the authors' loader: ``ToTensor`` then ``Normalize(0.5, 0.5)``."""
+    return (x.float().div(255) - 0.5) / 0.5
 
 
 class Uint8Images:
@@ -195,31 +242,12 @@ class Uint8Images:
         return from_uint8(self.images[index])
 
 
-class _Files(Dataset):
-    def __init__(self, files: Sequence[Path], img_size: int) -> None:
-        self.files, self.img_size = list(files), img_size
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> Tensor:
-        return to_uint8(load_image(self.files[i], self.img_size))
-
-
-def _batches(
-    files: Sequence[Path], img_size: int, batch_size: int, workers: int, progress: bool, desc: str
-) -> Iterator[Tensor]:
-    """uint8 images ``(B, 3, img_size, img_size)`` of ``files``, in order, read by ``workers`` processes."""
-    loader = DataLoader(_Files(files, img_size), batch_size=batch_size, num_workers=workers, shuffle=False)
-    yield from tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch")
-
-
 def read_images(
     files: Sequence[Path], img_size: int, batch_size: int = 64, workers: int = 0, progress: bool = False
 ) -> Uint8Images:
-    """All of ``files`` resized to ``img_size``, in memory as uint8."""
-    batches = list(_batches(files, img_size, batch_size, workers, progress, "reading images"))
-    return Uint8Images(torch.cat(batches))
+    """All of ``files`` squashed to ``img_size`` as the authors' loader does (PIL bilinear, 8 bits), in memory."""
+    batches = list(image_batches(files, img_size, batch_size, workers, progress, "reading images"))
+    return Uint8Images(torch.cat(batches))  # type: ignore[arg-type] (one size: always stacked)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -246,14 +274,15 @@ def real_statistics(
     img_size: int,
     feature_net: FeatureNet,
     *,
-    device: torch.device | str = "cpu",
     batch_size: int = 50,
     workers: int = 0,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
     desc: str = "real images",
 ) -> Gaussian:
-    """Mean and covariance of the features of ``files`` (read as the protocol reads real images).
+    """Mean and covariance of the features of ``files``, read as the authors' evaluation reads real images:
+    squashed to ``img_size`` by PIL's bilinear filter and rounded to 8 bits, then given to ``feature_net``
+    (which brings them to 299 px and puts them on its device).
 
     With ``cache_dir`` the result is stored there under ``stats_key`` and read back on the next call.
     """
@@ -266,10 +295,16 @@ def real_statistics(
             return Gaussian(t["mu"], t["sigma"], int(t["n"]))
     if len(files) < 2:
         raise ValueError(f"FID needs at least 2 real images, got {len(files)}")
-    stats = FeatureStats(_feature_dim(feature_net))
-    for batch in _batches(files, img_size, batch_size, workers, progress, desc):
-        stats.update(feature_net(from_uint8(batch).to(device)))
-    gaussian = stats.gaussian()
+    gaussian = files_statistics(
+        files,
+        feature_net,
+        _feature_dim(feature_net),
+        size=img_size,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        desc=desc,
+    )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -320,7 +355,6 @@ def prepare(
     feature_net: FeatureNet,
     *,
     max_sources_per_domain: int | None = None,
-    device: torch.device | str = "cpu",
     batch_size: int = 50,
     workers: int = 0,
     cache_dir: str | os.PathLike | None = None,
@@ -340,7 +374,6 @@ def prepare(
                 train.files[d],
                 img_size,
                 feature_net,
-                device=device,
                 batch_size=batch_size,
                 workers=workers,
                 cache_dir=cache_dir,
@@ -376,8 +409,16 @@ def evaluate_mode(
     mask_fn: MaskFn | None = None,
     save_images: str | os.PathLike | None = None,
     progress: bool = False,
+    lpips_batch: int = LPIPS_BATCH,
 ) -> dict[str, Any]:
-    """The protocol in one ``mode``: ``{"tasks": {"a2b": {"fid", "lpips"}}, "mean": {"fid", "lpips"}}``."""
+    """The protocol in one ``mode``: ``{"tasks": {"a2b": figures}, "mean": figures}`` with the figures
+    ``{"fid", "lpips", "lpips_per_source"}``.
+
+    ``lpips`` is the authors' figure: the sources, in an order shuffled by the task's second random stream (as
+    their loader shuffles them), are cut into batches of ``lpips_batch``; each batch's mean is taken, then the
+    mean of those. ``lpips_per_source`` is the plain mean over sources. Both have the same expected value; the
+    authors' weighs the sources of a last, partial batch more.
+    """
     if num_outputs < 2:
         raise ValueError(f"num_outputs must be >= 2 (LPIPS compares the outputs of a source), got {num_outputs}")
     if model_config.num_domains != len(data.domains):
@@ -393,7 +434,7 @@ def evaluate_mode(
         for source, target in all_tasks:
             name = f"{data.domains[source]}2{data.domains[target]}"
             fake_stats = FeatureStats(_feature_dim(feature_net))
-            lpips_sum, lpips_count = 0.0, 0
+            per_source = torch.zeros(len(data.val[source]), dtype=torch.float64)  # LPIPS of each source
             batches = translate_task(
                 nets,
                 mode,
@@ -410,18 +451,22 @@ def evaluate_mode(
             for batch in batches:
                 out = batch.outputs  # (c * num_outputs, 3, S, S)
                 # LPIPS on the outputs as they are; FID on 8-bit images, as if read back from PNG files.
-                per_source = lpips.mean_pairwise(out.view(-1, num_outputs, *out.shape[1:]))  # (c,)
-                lpips_sum += float(per_source.sum())
-                lpips_count += per_source.numel()
+                groups = out.view(-1, num_outputs, *out.shape[1:])
+                per_source[batch.rows] = lpips.mean_pairwise(groups).double().cpu()  # (c,)
                 quantised = to_uint8(out)
-                fake_stats.update(feature_net(from_uint8(quantised)))
+                fake_stats.update(feature_net(quantised))
                 if save_images is not None:
                     folder = Path(save_images) / mode / name
                     _save_outputs(folder, data.val_files[source], batch.rows, quantised, num_outputs)
                 bar.update(out.shape[0])
             fake = fake_stats.gaussian()
             fid = frechet_distance_gaussians(fake, data.train_stats[target], data.covariance_factor(target))
-            per_task[name] = {"fid": fid, "lpips": lpips_sum / lpips_count}
+            order = torch.randperm(len(per_source), generator=task_generator(seed, mode, source, target, stream=1))
+            per_task[name] = {
+                "fid": fid,
+                "lpips": batched_mean(per_source, lpips_batch, order),
+                "lpips_per_source": float(per_source.mean()),
+            }
     return {"tasks": per_task, "mean": mean_over_tasks(per_task)}
 
 
@@ -444,6 +489,7 @@ def evaluate(
     cache_dir: str | os.PathLike | None = None,
     save_images: str | os.PathLike | None = None,
     progress: bool = False,
+    lpips_batch: int = LPIPS_BATCH,
 ) -> dict[str, Any]:
     """FID and LPIPS of ``nets`` by the paper's protocol, in each of ``modes``; a JSON-ready report.
 
@@ -452,8 +498,11 @@ def evaluate(
     same ones. Sources are the validation images (the first ``max_sources_per_domain`` of each domain if
     given); references are drawn from all validation images of the target. ``mask_fn`` gives high-pass
     models their masks (``fan.masks``). ``save_images`` writes every output as PNG to
-    ``save_images/<mode>/<src>2<trg>/<source name>_<j>.png``. Same arguments, same numbers.
+    ``save_images/<mode>/<src>2<trg>/<source name>_<j>.png``. ``lpips_batch`` is the number of sources per
+    LPIPS average of the authors' figure (``evaluate_mode``). Same arguments, same numbers.
     """
+    if lpips_batch < 1:
+        raise ValueError(f"lpips_batch must be >= 1, got {lpips_batch}")
     for mode in modes:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -467,7 +516,6 @@ def evaluate(
         img_size,
         feature_net,
         max_sources_per_domain=max_sources_per_domain,
-        device=device,
         batch_size=batch_size,
         workers=workers,
         cache_dir=cache_dir,
@@ -488,6 +536,17 @@ def evaluate(
             "train_images_per_domain": dict(zip(data.domains, data.train_counts, strict=True)),
             "train_data": str(train.root),
             "val_data": str(val.root),
+            "fid_preprocessing": {
+                "model_size": MODEL_SIZE_PREPROCESSING,
+                "to_inception_input": feature_net.describe().get("resize_description", "the feature network's own"),
+            },
+            "lpips_averaging": {
+                "lpips": f"the authors': mean over batches of {lpips_batch} sources (in a seeded shuffled order, "
+                "as their loader), each batch the mean over its sources; a last partial batch weighs as much as "
+                "a full one",
+                "lpips_per_source": "mean over sources",
+                "batch": lpips_batch,
+            },
         },
     }
     for mode in modes:
@@ -506,6 +565,7 @@ def evaluate(
             mask_fn=mask_fn,
             save_images=save_images,
             progress=progress,
+            lpips_batch=lpips_batch,
         )
         seconds[mode] = round(time.perf_counter() - t, 2)
     report["seconds"] = seconds | {"total": round(time.perf_counter() - start, 2)}
@@ -519,13 +579,14 @@ def _describe(net: object) -> dict[str, str]:
 
 def format_table(report: Mapping[str, Any]) -> str:
     """The per-task and mean figures of a report as a text table, one row per (mode, task)."""
-    lines = [f"{'mode':<10} {'task':<24} {'FID':>10} {'LPIPS':>8}"]
+    lines = [f"{'mode':<10} {'task':<24} {'FID':>10} {'LPIPS':>8} {'LPIPS/src':>10}"]
     for mode in MODES:
         if mode not in report:
             continue
         rows = [*report[mode]["tasks"].items(), ("mean", report[mode]["mean"])]
         for name, figures in rows:
-            lines.append(f"{mode:<10} {name:<24} {figures['fid']:>10.2f} {figures['lpips']:>8.4f}")
+            per_source = figures.get("lpips_per_source", float("nan"))
+            lines.append(f"{mode:<10} {name:<24} {figures['fid']:>10.2f} {figures['lpips']:>8.4f} {per_source:>10.4f}")
     return "\n".join(lines)
 
 

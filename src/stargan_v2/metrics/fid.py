@@ -15,6 +15,11 @@ Two feature networks are offered, because FID numbers are only comparable when t
   with the pooling quirks of the TensorFlow graph, fed 299 px images scaled to [-1, 1]. Numbers compare
   with pytorch-fid (and with clean-fid up to its different resizing).
 
+FID also moves with how images are resized, so each network takes 8-bit images (as read from files) and brings
+them to 299 px the way its reference pipeline does (``RESIZES``): the authors' loader resizes with PIL
+(bilinear, which averages when it shrinks) and rounds to 8 bits; pytorch-fid scales to [0, 1] and resizes
+with ``F.interpolate`` (bilinear, no anti-aliasing) in floating point.
+
 Nothing is downloaded: the weight files are read from ``$TORCH_HOME/hub/checkpoints/`` (the folder torchvision
 and pytorch-fid download into, ``~/.cache/torch/hub/checkpoints`` by default) or from a given folder, and a
 missing file is an error that says where to put it and where to get it.
@@ -23,14 +28,20 @@ missing file is an error that says where to put it and where to get it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 from torchvision.models.inception import Inception3, InceptionA, InceptionC, InceptionE
+from tqdm.auto import tqdm
+
+from ..data import _DECODE_ERRORS, DataError, decode_rgb
 
 #: Feature networks by name: (weight file, where users get it, what the numbers compare with).
 FEATURE_NETS: dict[str, tuple[str, str, str]] = {
@@ -47,6 +58,15 @@ FEATURE_NETS: dict[str, tuple[str, str, str]] = {
 }
 FEATURE_DIM = 2048
 INCEPTION_SIZE = 299
+#: How an 8-bit image becomes the network's 299 px input, by name (recorded in reports and statistics files).
+RESIZES: dict[str, str] = {
+    "pil": "PIL bilinear resize of the 8-bit image to 299 px, rounded to 8 bits, then scaled to [0, 1] (the "
+    "authors' evaluation: torchvision's transforms.Resize on PIL images)",
+    "torch": "scaled to [0, 1], then F.interpolate(bilinear, align_corners=False, no anti-aliasing) to 299 px "
+    "in float32 (pytorch-fid's InceptionV3 with resize_input=True)",
+}
+#: Each network's resizing: that of the pipeline its numbers are compared with.
+DEFAULT_RESIZE: dict[str, str] = {"torchvision": "pil", "pt_inception": "torch"}
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -256,18 +276,24 @@ def _mixed(block: nn.Module, x: Tensor, pool: Callable[[Tensor], Tensor]) -> Ten
 
 
 class InceptionFeatures(nn.Module):
-    """Inception v3 pool features: images ``(B, 3, H, W)`` in [-1, 1] -> ``(B, 2048)``.
+    """Inception v3 pool features of 8-bit images: uint8 ``(B, 3, H, W)`` (or a list of ``(3, H, W)`` of any
+    sizes) -> ``(B, 2048)``.
 
-    ``name`` is ``"torchvision"`` or ``"pt_inception"`` (see the module docstring). Each resizes its input to
-    299 px as its reference pipeline does: the authors' resized with PIL (bilinear, which averages when it
-    shrinks), pytorch-fid with ``F.interpolate`` (bilinear, no anti-aliasing).
+    ``name`` is ``"torchvision"`` or ``"pt_inception"`` (see the module docstring). ``resize`` (``RESIZES``;
+    by default the network's, ``DEFAULT_RESIZE``) says how each image is brought to 299 px: ``"pil"`` as the
+    authors' evaluation, ``"torch"`` as pytorch-fid. Images already at 299 px go through it unchanged (both
+    resizes are the identity there).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, resize: str | None = None) -> None:
         super().__init__()
         if name not in FEATURE_NETS:
             raise ValueError(f"unknown FID feature network {name!r}; choose one of {', '.join(FEATURE_NETS)}")
+        resize = DEFAULT_RESIZE[name] if resize is None else resize
+        if resize not in RESIZES:
+            raise ValueError(f"unknown resize {resize!r}; choose one of {', '.join(RESIZES)}")
         self.name = name
+        self.resize = resize
         self.weights_file = FEATURE_NETS[name][0]
         self.input_size = INCEPTION_SIZE  # the networks' native size; tests lower it to stay fast
         self.weights_signature = "unloaded"  # set by load_inception from the weight file
@@ -282,21 +308,30 @@ class InceptionFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.eval()
 
-    def _prepare(self, x: Tensor) -> Tensor:
-        x01 = (x.float() + 1) / 2
-        size = [self.input_size, self.input_size]
+    def prepare(self, images: Tensor | Sequence[Tensor]) -> Tensor:
+        """8-bit images -> the network's input size, as floats in [0, 1] on its device: ``(B, 3, 299, 299)``."""
+        device = self.mean.device
+        size = self.input_size
+        items = _uint8_images(images)
+        if self.resize == "pil":
+            resized = [_pil_resize(t, size) if t.shape[1:] != (size, size) else t.cpu() for t in items]
+            # ToTensor's scaling: float32, divided by 255.
+            return torch.stack(resized).to(device).float().div(255)
+        if isinstance(images, Tensor):  # one size for all: one call, as pytorch-fid does per batch
+            x = images.to(device).float().div(255)
+            return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        x = [t.to(device).float().div(255)[None] for t in items]
+        return torch.cat([F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False) for t in x])
+
+    def _normalise(self, x01: Tensor) -> Tensor:
         if self.name == "torchvision":
-            x01 = F.interpolate(x01, size=size, mode="bilinear", align_corners=False, antialias=True)
-            return (x01 - self.mean) / self.std
-        x01 = F.interpolate(x01, size=size, mode="bilinear", align_corners=False)
-        return x01 * 2 - 1
+            return (x01 - self.mean) / self.std  # torchvision's Normalize with the ImageNet mean and deviation
+        return 2 * x01 - 1  # pytorch-fid's normalize_input
 
     @torch.no_grad()
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}")
+    def forward(self, images: Tensor | Sequence[Tensor]) -> Tensor:
         n = self.net
-        x = self._prepare(x)  # (B, 3, 299, 299) at the native size
+        x = self._normalise(self.prepare(images))  # (B, 3, 299, 299) at the native size
         x = n.maxpool1(n.Conv2d_2b_3x3(n.Conv2d_2a_3x3(n.Conv2d_1a_3x3(x))))  # (B, 64, 73, 73)
         x = n.maxpool2(n.Conv2d_4a_3x3(n.Conv2d_3b_1x1(x)))  # (B, 192, 35, 35)
         if self.name == "torchvision":
@@ -316,24 +351,38 @@ class InceptionFeatures(nn.Module):
 
     @property
     def cache_token(self) -> str:
-        """Names the network, its input size and its weight file (size, time) in the real-statistics cache key."""
-        return f"{self.name}:{self.input_size}:{self.weights_signature}"
+        """Names the network, its resizing, input size and weight file (size, time) in the statistics cache key."""
+        return f"{self.name}:{self.resize}:{self.input_size}:{self.weights_signature}"
 
     def describe(self) -> dict[str, str]:
-        """What the JSON of an evaluation records about the network."""
+        """What the JSON of an evaluation records about the network and how it resizes."""
         _, url, comparable = FEATURE_NETS[self.name]
-        return {"name": self.name, "weights_file": self.weights_file, "source": url, "comparable_with": comparable}
+        return {
+            "name": self.name,
+            "weights_file": self.weights_file,
+            "source": url,
+            "comparable_with": comparable,
+            "resize": self.resize,
+            "resize_description": RESIZES[self.resize],
+        }
 
 
 def load_inception(
-    name: str = "torchvision", weights_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu"
+    name: str = "torchvision",
+    weights_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    resize: str | None = None,
 ) -> InceptionFeatures:
-    """The feature network ``name`` with its weights from ``weights_dir`` or the torch cache, in eval mode."""
+    """The feature network ``name`` with its weights from ``weights_dir`` or the torch cache, in eval mode.
+
+    ``resize`` overrides the network's way to 299 px (``DEFAULT_RESIZE``); numbers then compare with neither
+    reference pipeline, so the commands do not offer it.
+    """
     if name not in FEATURE_NETS:
         raise ValueError(f"unknown FID feature network {name!r}; choose one of {', '.join(FEATURE_NETS)}")
     file_name, url, _ = FEATURE_NETS[name]
     path = find_weights(file_name, url, weights_dir)
-    features = InceptionFeatures(name)
+    features = InceptionFeatures(name, resize)
     state = load_state_file(path)
     try:
         # Files saved before BatchNorm counted its batches lack num_batches_tracked; BatchNorm fills it in.
@@ -343,3 +392,111 @@ def load_inception(
     st = path.stat()
     features.weights_signature = f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
     return features.to(device).eval()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 8-bit images, read and resized as the reference pipelines do
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _uint8_images(images: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """``(B, 3, H, W)`` uint8, or a list of ``(3, H, W)`` uint8 -> a list of ``(3, H, W)``; else a ValueError."""
+    if isinstance(images, Tensor):
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        items = list(images)
+    else:
+        items = list(images)
+        if any(not isinstance(t, Tensor) or t.dim() != 3 or t.shape[0] != 3 for t in items):
+            raise ValueError("expected a list of (3, H, W) image tensors")
+    if not items:
+        raise ValueError("no images given")
+    if any(t.dtype != torch.uint8 for t in items):
+        raise ValueError(
+            "the FID networks take 8-bit images (uint8, as read from image files): round generator outputs "
+            "with stargan_v2.metrics.evaluate.to_uint8 first, as writing them to PNG files would"
+        )
+    return items
+
+
+def _pil_resize(image: Tensor, size: int) -> Tensor:
+    """A ``(3, H, W)`` uint8 image resized to ``size x size`` by PIL's bilinear filter: ``(3, size, size)`` uint8.
+
+    This is ``torchvision.transforms.Resize([size, size])`` on a PIL image, the authors' loader: PIL's filter
+    widens its support when it shrinks (anti-aliasing) and rounds the result to 8 bits.
+    """
+    pil = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
+    resized = pil.resize((size, size), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)
+
+
+def read_image_uint8(path: str | os.PathLike, size: int | None = None) -> Tensor:
+    """The image file at ``path`` as ``(3, H, W)`` uint8 RGB; with ``size``, squashed to ``size x size`` by PIL's
+    bilinear filter and rounded to 8 bits, as the authors' evaluation loader reads every image.
+
+    Decoding is the training data's (``data.decode_rgb``): the allowed formats, the size limit, and a
+    ``DataError`` naming a file that cannot be read. It differs from the authors' loader and pytorch-fid
+    (``Image.open(path).convert("RGB")``) only on files with an EXIF orientation tag (turned upright here) and
+    16-bit greyscale files (scaled here, clipped to white there).
+    """
+    try:
+        image = decode_rgb(path)
+    except _DECODE_ERRORS as e:
+        raise DataError(f"cannot read image {path} ({type(e).__name__}: {e}): remove or replace the file") from None
+    if size is not None:
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+class _ImageFiles(Dataset):
+    def __init__(self, files: Sequence[Path], size: int | None) -> None:
+        self.files, self.size = list(files), size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return read_image_uint8(self.files[i], self.size)
+
+
+def _stack_if_same_size(images: list[Tensor]) -> Tensor | list[Tensor]:
+    return torch.stack(images) if len({t.shape for t in images}) == 1 else images
+
+
+def image_batches(
+    files: Sequence[Path],
+    size: int | None,
+    batch_size: int,
+    workers: int = 0,
+    progress: bool = False,
+    desc: str = "images",
+) -> Iterator[Tensor | list[Tensor]]:
+    """The images of ``files`` in order, ``batch_size`` at a time, read by ``workers`` processes (see
+    ``read_image_uint8``): a uint8 ``(B, 3, H, W)`` batch, or a list of ``(3, H, W)`` when sizes differ."""
+    loader = DataLoader(
+        _ImageFiles(files, size), batch_size=batch_size, num_workers=workers, shuffle=False, collate_fn=list
+    )
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
+        yield _stack_if_same_size(batch)
+
+
+@torch.no_grad()
+def files_statistics(
+    files: Sequence[Path],
+    feature_net: Callable[[Tensor | list[Tensor]], Tensor],
+    feature_dim: int = FEATURE_DIM,
+    *,
+    size: int | None = None,
+    batch_size: int = 50,
+    workers: int = 0,
+    progress: bool = False,
+    desc: str = "images",
+) -> Gaussian:
+    """Mean and covariance of the features of the images in ``files`` (optionally squashed to ``size`` first,
+    see ``read_image_uint8``)."""
+    if len(files) < 2:
+        raise ValueError(f"FID needs at least 2 images on each side, got {len(files)}")
+    stats = FeatureStats(feature_dim)
+    for batch in image_batches(files, size, batch_size, workers, progress, desc):
+        stats.update(feature_net(batch))
+    return stats.gaussian()
