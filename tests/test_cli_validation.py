@@ -24,6 +24,7 @@ BAD_VALUES = {
     cli.finite_float: ["nan", "-inf", "x"],
     cli.port_number: ["-1", "65536", "http"],
     cli.device_name: ["bogus", "cuda:99", "cpu:x"],
+    cli.eval_metric_list: ["", "fid", "oracle,nonsense"],
 }
 
 

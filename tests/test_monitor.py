@@ -125,3 +125,36 @@ def test_oracle_monitor_names_what_it_returns(dataset: Path, cheap_oracle: None)
     nets = run_module.init_train_state(_config(1)).nets_ema
     figures = monitor(nets, _config(1).model)
     assert tuple(figures) == monitor.names
+
+
+@pytest.mark.slow
+def test_eval_every_measures_fid_and_lpips_on_other_data(
+    tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """On folders that are not the built-in dataset, --eval-every measures the paper's FID and LPIPS (here with
+    random-weight networks saved under the real file names, at Inception's smallest input and 64 features)."""
+    from stargan_v2.cli import main
+    from stargan_v2.metrics import fid
+
+    from .fake_weights import torch_home
+
+    monkeypatch.setenv("TORCH_HOME", str(torch_home(tmp_path_factory)))
+    monkeypatch.setattr(fid, "INCEPTION_SIZE", 75)
+    monkeypatch.setattr(fid, "FEATURE_DIM", 64)
+    full_forward = fid.InceptionFeatures.forward
+    monkeypatch.setattr(fid.InceptionFeatures, "forward", lambda self, x: full_forward(self, x)[:, :64])
+    plain = tmp_path / "plain"
+    for split in ("train", "val"):
+        (plain / split).mkdir(parents=True)
+        for domain in procedural.DOMAINS[:2]:
+            (plain / split / domain).symlink_to(dataset / split / domain)
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(plain / "train"), "--val-data", str(plain / "val"), "--preset", "tiny"]
+    argv += ["--run-dir", str(run), "--iters", "2", "--batch-size", "2", "--eval-every", "2", "--eval-sources", "2"]
+    argv += ["--keep-best", "fid/latent", "--no-progress", "--device", "cpu"]
+    assert main(argv) == 0
+    (row,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert row["step"] == 2
+    assert set(row) >= {"fid/latent", "lpips/latent", "lpips_per_source/latent", "fid/reference"}
+    assert row["lpips/reference"] > 0 and row["fid/latent"] > 0
+    assert json.loads((run / "checkpoints" / "best_ema.json").read_text())["metric"] == "fid/latent"

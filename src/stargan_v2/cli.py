@@ -31,6 +31,7 @@ from .checkpoint import (
 from .config import PRESETS, Config, ConfigError, preset
 from .fan import load_fan
 from .malloc import MALLOC_MODES, malloc_mode_from_env, tune_malloc
+from .metrics.fid import FEATURE_NET_CHOICES
 from .model import build_nets, count_parameters
 from .train import RESAMPLINGS
 
@@ -41,6 +42,17 @@ from .train import RESAMPLINGS
 def positive_int(text: str) -> int:
     """An integer >= 1 (counts, sizes, steps)."""
     return _int_at_least(text, 1, "a positive integer")
+
+
+def eval_metric_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list of what ``train --eval-every`` measures (``stargan_v2.run.EVAL_METRICS``)."""
+    from .run import EVAL_METRICS
+
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [n for n in names if n not in EVAL_METRICS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(EVAL_METRICS)} (got {text!r})")
+    return names
 
 
 def nonnegative_int(text: str) -> int:
@@ -485,8 +497,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .metrics.oracle import default_cache_dir
 
     # The feature networks first: a missing weight file should stop the command before any other work.
-    fid_net = "torchvision" if args.fid_net == "inception" else args.fid_net  # the authors' network, by its other name
-    feature_net = load_inception(fid_net, args.weights_dir, args.device)
+    feature_net = load_inception(args.fid_net, args.weights_dir, args.device)
     lpips = load_lpips(args.weights_dir, args.device)
     model = load_for_synthesis(args.checkpoint, fan_path=args.wing, device=args.device)
     out = Path(args.out)
@@ -691,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--eval-metrics",
-        type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
+        type=eval_metric_list,
         default=(),
         metavar="LIST",
         help="what --eval-every measures, comma-separated: oracle (built-in dataset only), fid_lpips (needs "
@@ -709,7 +720,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the EMA nets with the best value of a measured figure as checkpoints/best_ema.safetensors, "
         "e.g. oracle/latent/domain_accuracy or fid/latent",
     )
-    p.add_argument("--fid-net", choices=["inception", "pt_inception"], default="inception", help="FID network")
+    p.add_argument(
+        "--fid-net",
+        choices=FEATURE_NET_CHOICES,
+        default="torchvision",
+        help="FID features of --eval-every: torchvision (alias inception; the authors', default) or pt_inception",
+    )
     p.add_argument("--weights-dir", help="folder of the FID/LPIPS weight files (default: the torch cache)")
     p.set_defaults(func=cmd_train)
 
@@ -855,7 +871,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=50, help="images per forward pass (default 50)")
     p.add_argument(
         "--fid-net",
-        choices=("torchvision", "inception", "pt_inception"),
+        choices=FEATURE_NET_CHOICES,
         default="torchvision",
         help="FID features: torchvision's Inception v3 (alias inception; as the authors' evaluation, default) or "
         "the TF FID Inception of pytorch-fid",
@@ -892,7 +908,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="two folders or .npz files (one folder with --save-stats)")
     p.add_argument(
         "--fid-net",
-        choices=("pt_inception", "inception", "torchvision"),
+        choices=FEATURE_NET_CHOICES,
         help="pt_inception: the TF FID Inception with pytorch-fid's resizing (default); inception (= torchvision): "
         "torchvision's Inception v3 with the authors' PIL resizing",
     )

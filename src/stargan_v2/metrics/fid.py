@@ -56,6 +56,10 @@ FEATURE_NETS: dict[str, tuple[str, str, str]] = {
         "the TensorFlow FID Inception (pytorch-fid's weights): compare with pytorch-fid / clean-fid",
     ),
 }
+#: Other names the commands accept: ``inception`` is the authors' network (torchvision's).
+FEATURE_NET_ALIASES: dict[str, str] = {"inception": "torchvision"}
+#: Every name a ``--fid-net`` flag takes.
+FEATURE_NET_CHOICES: tuple[str, ...] = (*FEATURE_NETS, *FEATURE_NET_ALIASES)
 FEATURE_DIM = 2048
 INCEPTION_SIZE = 299
 #: How an 8-bit image becomes the network's 299 px input, by name (recorded in reports and statistics files).
@@ -378,8 +382,9 @@ def load_inception(
     ``resize`` overrides the network's way to 299 px (``DEFAULT_RESIZE``); numbers then compare with neither
     reference pipeline, so the commands do not offer it.
     """
+    name = FEATURE_NET_ALIASES.get(name, name)
     if name not in FEATURE_NETS:
-        raise ValueError(f"unknown FID feature network {name!r}; choose one of {', '.join(FEATURE_NETS)}")
+        raise ValueError(f"unknown FID feature network {name!r}; choose one of {', '.join(FEATURE_NET_CHOICES)}")
     file_name, url, _ = FEATURE_NETS[name]
     path = find_weights(file_name, url, weights_dir)
     features = InceptionFeatures(name, resize)

@@ -107,6 +107,9 @@ class FidLpipsMonitor:
     from the same cache as ``stargan-v2 eval``). With few sources the FID is biased upwards against a full
     evaluation: compare its values along one run, not with the paper's table."""
 
+    #: ``lpips`` is the authors' average (per batch of 32 sources), ``lpips_per_source`` the plain mean.
+    FIGURES: tuple[str, ...] = ("fid", "lpips", "lpips_per_source")
+
     def __init__(
         self,
         train_dir: str | os.PathLike,
@@ -116,7 +119,7 @@ class FidLpipsMonitor:
         sources_per_domain: int = 10,
         num_outputs: int = 10,
         seed: int = 0,
-        fid_net: str = "inception",
+        fid_net: str = "torchvision",
         weights_dir: str | os.PathLike | None = None,
         device: torch.device | str = "cpu",
         modes: Sequence[str] = MODES,
@@ -134,13 +137,11 @@ class FidLpipsMonitor:
         self.feature_net = load_inception(fid_net, weights_dir, self.device)
         self.lpips = load_lpips(weights_dir, self.device)
         train, val = scan_domains(train_dir, min_size=img_size), scan_domains(val_dir, min_size=img_size)
-        self.data = prepare(
-            train, val, img_size, self.feature_net, max_sources_per_domain=sources_per_domain, device=self.device
-        )
-        self.names = tuple(f"{metric}/{mode}" for mode in self.modes for metric in ("fid", "lpips"))
+        self.data = prepare(train, val, img_size, self.feature_net, max_sources_per_domain=sources_per_domain)
+        self.names = tuple(f"{metric}/{mode}" for mode in self.modes for metric in self.FIGURES)
 
     def __call__(self, nets: Nets, model_config: ModelConfig, mask_fn: MaskFn | None = None) -> dict[str, float]:
-        """``fid/<mode>`` and ``lpips/<mode>``, averaged over the tasks as the paper does."""
+        """``fid/<mode>``, ``lpips/<mode>`` and ``lpips_per_source/<mode>``, averaged over the tasks."""
         from .evaluate import evaluate_mode
 
         figures: dict[str, float] = {}
@@ -157,7 +158,7 @@ class FidLpipsMonitor:
                 device=self.device,
                 mask_fn=mask_fn,
             )
-            figures.update({f"{metric}/{mode}": float(value) for metric, value in result["mean"].items()})
+            figures.update({f"{metric}/{mode}": float(result["mean"][metric]) for metric in self.FIGURES})
         return figures
 
 
