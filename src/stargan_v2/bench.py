@@ -29,8 +29,17 @@ from torch import Tensor
 from .config import Config
 from .losses import adv_loss, ds_weight, r1_penalty
 from .malloc import malloc_state
-from .model import Nets, build_nets, set_fused_resampling
-from .train import PRECISIONS, RESAMPLINGS, StepInputs, TrainState, ema_update, init_train_state, train_step
+from .model import build_nets, set_fused_resampling
+from .train import (
+    PRECISIONS,
+    RESAMPLINGS,
+    StepInputs,
+    TrainState,
+    ema_update,
+    init_train_state,
+    speed_up,
+    train_step,
+)
 
 IMPLS = ("ours", "authors")
 
@@ -217,16 +226,6 @@ def random_inputs(config: Config, batch: int, device: torch.device, channels_las
     )
 
 
-def _prepare(nets: Nets, channels_last: bool, compile_nets: bool) -> None:
-    for name, module in list(nets.items()):
-        if channels_last:
-            module.to(memory_format=torch.channels_last)
-        # D stays eager: R1 differentiates D's input gradient again (create_graph=True), which compiled graphs
-        # do not support.
-        if compile_nets and name != "discriminator":
-            setattr(nets, name, torch.compile(module))
-
-
 @contextlib.contextmanager
 def _reset_peak(device: torch.device) -> Iterator[None]:
     if device.type == "cuda":
@@ -326,7 +325,9 @@ def bench_train(
     device = _setup(config, device, precision, "training")
     state = init_train_state(config, device=device)
     state.precision, state.resampling = precision, resampling  # authors_train_step sets "separate" itself
-    _prepare(state.nets, channels_last, compile_nets)
+    state.channels_last = channels_last
+    speed_up(state.nets, channels_last=channels_last, compile_nets=compile_nets)
+    speed_up(state.nets_ema, channels_last=channels_last)
     inputs = random_inputs(config, batch_size, device, channels_last)
     step = authors_train_step if impl == "authors" else train_step
 
@@ -382,7 +383,7 @@ def bench_synth(
     nets = build_nets(config.model, discriminator=False).to(device).eval()
     for _, module in nets.items():
         set_fused_resampling(module, impl != "authors")
-    _prepare(nets, channels_last, compile_nets)
+    speed_up(nets, channels_last=channels_last, compile_nets=compile_nets)
     inputs = random_inputs(config, batch_size, device, channels_last)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 

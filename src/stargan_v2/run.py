@@ -57,7 +57,7 @@ from .data import (
 )
 from .model import eval_mode
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
-from .train import PRECISIONS, RESAMPLINGS, TrainState, init_train_state, train_step, wrap_ddp
+from .train import PRECISIONS, RESAMPLINGS, TrainState, init_train_state, speed_up, train_step, wrap_ddp
 
 if TYPE_CHECKING:
     from .metrics.monitor import Monitor
@@ -99,6 +99,10 @@ class RunOptions:
     precision: str = "fp32"
     #: ``auto``, ``fused`` or ``separate``: how the training nets resample (``stargan_v2.train.RESAMPLINGS``).
     resampling: str = "auto"
+    #: channels_last layout of weights and feature maps (``stargan_v2.train.speed_up``).
+    channels_last: bool = False
+    #: Compile G, F and E in place (``torch.compile``; the first steps take longer).
+    compile: bool = False
     #: What a non-finite loss or gradient does: ``stop`` (the newest checkpoint stays the last good one) or
     #: ``rollback`` (reload the newest checkpoint, halve the learning rates, go on; at most ``max_rollbacks``).
     on_nonfinite: str = "stop"
@@ -119,7 +123,7 @@ class RunOptions:
     keep_best: str | None = None
     #: Where the FID and LPIPS weight files are (default: the torch cache); the FID feature network.
     weights_dir: Path | None = None
-    fid_net: str = "inception"
+    fid_net: str = "torchvision"
 
 
 @dataclass
@@ -625,6 +629,14 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
         distributed.shutdown()
 
 
+def _apply_settings(state: TrainState, options: RunOptions) -> None:
+    """The run's speed settings on a fresh, resumed or rolled-back state (they are not part of a checkpoint)."""
+    state.precision, state.resampling = options.precision, options.resampling
+    state.channels_last = options.channels_last
+    speed_up(state.nets, channels_last=options.channels_last, compile_nets=options.compile)
+    speed_up(state.nets_ema, channels_last=options.channels_last)
+
+
 def _make_deterministic() -> None:
     """Deterministic kernels everywhere (an error names any operation that has none)."""
     import os
@@ -678,7 +690,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
         # Every process starts from the same weights (DDP also broadcasts rank 0's).
         torch.manual_seed(config.train.seed)
         state = init_train_state(config, device=d.device, fan=fan)
-    state.precision, state.resampling = options.precision, options.resampling
+    _apply_settings(state, options)
     if d.enabled:
         wrap_ddp(state)
     config = state.config
@@ -844,7 +856,7 @@ def _rollback(
     for name, opt in good.optimizers.items():
         for group in opt.param_groups:
             group["lr"] = train_cfg.f_lr if name == "mapping_network" else train_cfg.lr
-    good.precision, good.resampling = state.precision, state.resampling
+    _apply_settings(good, options)
     if d.enabled:
         wrap_ddp(good)
     log.note(f"rolled back to step {good.step} with lr={train_cfg.lr:g}, f_lr={train_cfg.f_lr:g}")
