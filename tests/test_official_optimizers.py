@@ -87,8 +87,9 @@ def test_resuming_from_the_exported_file_continues_as_our_optimiser_would(tmp_pa
         p_ours.grad, p_theirs.grad = grad.clone(), grad.clone()
     trained.optimizers[name].step()
     theirs.step()
+    # Ours is the fused Adam, theirs the per-parameter loop: the same update up to float rounding.
     for (key, a), b in zip(ours_module.named_parameters(), theirs_module.parameters(), strict=True):
-        assert torch.equal(a, b), key
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7, msg=key)
 
 
 def test_an_ema_file_exports_without_optims_and_says_why(capsys, tmp_path, trained):

@@ -20,7 +20,7 @@ import torch
 from stargan_v2.checkpoint import OfficialModel, load_official
 from stargan_v2.config import Config, TrainConfig
 from stargan_v2.losses import d_loss, g_loss
-from stargan_v2.train import StepInputs, TrainState, make_optimizers, train_step
+from stargan_v2.train import StepInputs, TrainState, make_optimizers, speed_up, train_step
 
 from .conftest import FIXTURES_ENV, official_fixtures
 
@@ -144,13 +144,22 @@ GRAD_RTOL = {"d_latent": 1e-3, "d_ref": 3e-3, "g_latent": 1e-2, "g_ref": 1e-1}
 NOISE = 1e-4
 
 
-def _one_iteration(case: Path, io: dict[str, Any]) -> tuple[TrainState, dict[str, dict[tuple[str, str], torch.Tensor]]]:
+#: The settings one iteration is checked with: the authors' order of operations, and our CPU defaults (pooling
+#: and upsampling folded into the convolutions, channels_last), which compute the same up to rounding.
+SETTINGS = {"authors_order": ("separate", False), "our_defaults": ("fused", True)}
+
+
+def _one_iteration(
+    case: Path, io: dict[str, Any], settings: str
+) -> tuple[TrainState, dict[str, dict[tuple[str, str], torch.Tensor]]]:
     """Our iteration from the fixture's weights and inputs: the state after it, and the gradients each update
     handed to its optimisers (recorded just before each step, as ``grads.pt`` was)."""
     model = _load(case, "000000_nets.ckpt")
     nets, nets_ema = model.nets, _load(case, "000000_nets_ema.ckpt").nets
     cfg = _train_config(io)
     state = TrainState(Config(model.config, cfg), nets, nets_ema, make_optimizers(nets, cfg), fan=model.fan)
+    state.resampling, state.channels_last = SETTINGS[settings]
+    speed_up(state.nets, channels_last=state.channels_last)
     names = {id(p): (net, key) for net, module in nets.items() for key, p in module.named_parameters()}
     steps: list[dict[tuple[str, str], torch.Tensor]] = []
 
@@ -172,9 +181,11 @@ def _one_iteration(case: Path, io: dict[str, Any]) -> tuple[TrainState, dict[str
     return state, grads
 
 
-@pytest.fixture(scope="module")
-def iteration(case: Path, io: dict[str, Any]) -> tuple[TrainState, dict[str, dict[tuple[str, str], torch.Tensor]]]:
-    return _one_iteration(case, io)
+@pytest.fixture(scope="module", params=list(SETTINGS))
+def iteration(
+    case: Path, io: dict[str, Any], request: pytest.FixtureRequest
+) -> tuple[TrainState, dict[str, dict[tuple[str, str], torch.Tensor]]]:
+    return _one_iteration(case, io, request.param)
 
 
 def _fixture_grads(case: Path) -> dict[str, Any]:

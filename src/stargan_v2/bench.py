@@ -27,12 +27,11 @@ import torch
 from torch import Tensor
 
 from .config import Config
-from .losses import adv_loss, ds_weight, r1_penalty
+from .losses import adv_loss, ds_weight, r1_penalty, wrong_domain_loss
 from .malloc import malloc_state
-from .model import build_nets, set_fused_resampling
+from .model import build_nets, select_domain, set_fused_resampling
+from .speed import SpeedSettings, resolve_speed
 from .train import (
-    PRECISIONS,
-    RESAMPLINGS,
     StepInputs,
     TrainState,
     ema_update,
@@ -123,8 +122,11 @@ def authors_train_step(state: TrainState, inputs: StepInputs) -> None:
 
     for z, ref in ((inputs.z_trg, None), (None, inputs.x_ref)):
         x_real = x.detach().requires_grad_(True)
-        out = nets.discriminator(x_real, y_org)
+        logits = nets.discriminator(x_real, None)
+        out = select_domain(logits, y_org)
         loss = adv_loss(out, 1.0) + cfg.lambda_reg * r1_penalty(out, x_real)
+        if cfg.lambda_wrong_domain > 0:
+            loss = loss + cfg.lambda_wrong_domain * wrong_domain_loss(logits, y_org)
         with torch.no_grad():
             x_fake = nets.generator(x, style(z, ref))
         loss = loss + adv_loss(nets.discriminator(x_fake, y_trg), 0.0)
@@ -233,11 +235,9 @@ def _reset_peak(device: torch.device) -> Iterator[None]:
     yield
 
 
-def _setup(config: Config, device: torch.device | str, precision: str, what: str) -> torch.device:
+def _setup(config: Config, device: torch.device | str, what: str) -> torch.device:
     """Checks shared by both benchmarks, and the GPU switches training uses (TF32, cuDNN autotuning)."""
     device = torch.device(device)
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
     if config.model.uses_hpf:
         raise ValueError(f"the {what} benchmark runs without the face network: use --set w_hpf=0")
     if device.type == "cuda":
@@ -292,13 +292,20 @@ def _settings(config: Config, device: torch.device, **extra: object) -> dict[str
     }
 
 
-def _check_impl(impl: str, precision: str, channels_last: bool, compile_nets: bool) -> None:
+def _resolve(
+    impl: str, config: Config, device: torch.device | str, precision: str, resampling: str, memory_format: str
+) -> SpeedSettings:
+    """Our settings (``auto`` resolved as training does), or the authors' fixed fp32, separate, contiguous."""
     if impl not in IMPLS:
         raise ValueError(f"--impl {impl}: choose one of {', '.join(IMPLS)}")
-    if impl == "authors" and (precision != "fp32" or channels_last or compile_nets):
-        raise ValueError(
-            "--impl authors is the authors' fp32 eager iteration: drop --precision, --channels-last and --compile"
-        )
+    if impl == "authors":
+        if (precision, resampling, memory_format) != ("auto", "auto", "auto"):
+            raise ValueError(
+                "--impl authors is the authors' fp32 eager iteration (separate resampling, contiguous layout): drop "
+                "--precision, --resampling and --memory-format"
+            )
+        return SpeedSettings("fp32", "separate", channels_last=False)
+    return resolve_speed(device, config.model, precision, resampling, memory_format)
 
 
 def bench_train(
@@ -307,8 +314,8 @@ def bench_train(
     preset_name: str,
     batch_size: int,
     device: torch.device | str = "cpu",
-    precision: str = "fp32",
-    channels_last: bool = False,
+    precision: str = "auto",
+    memory_format: str = "auto",
     compile_nets: bool = False,
     impl: str = "ours",
     resampling: str = "auto",
@@ -316,16 +323,18 @@ def bench_train(
     repeats: int = 3,
     count_flops: bool = True,
 ) -> BenchResult:
-    """Median time of full training iterations (four updates and the EMA) of ``config`` at ``batch_size``."""
-    _check_impl(impl, precision, channels_last, compile_nets)
-    if resampling not in RESAMPLINGS:
-        raise ValueError(f"--resampling {resampling}: choose one of {', '.join(RESAMPLINGS)}")
-    if impl == "authors" and resampling == "fused":
-        raise ValueError("--impl authors resamples as separate steps: drop --resampling fused")
-    device = _setup(config, device, precision, "training")
+    """Median time of full training iterations (four updates and the EMA) of ``config`` at ``batch_size``.
+
+    The speed settings resolve as in training (``stargan_v2.speed``); ``impl="authors"`` fixes them to the
+    authors' (fp32, separate resampling, contiguous) and refuses ``compile_nets``.
+    """
+    settings = _resolve(impl, config, device, precision, resampling, memory_format)
+    if impl == "authors" and compile_nets:
+        raise ValueError("--impl authors is the authors' eager iteration: drop --compile")
+    device = _setup(config, device, "training")
     state = init_train_state(config, device=device)
-    state.precision, state.resampling = precision, resampling  # authors_train_step sets "separate" itself
-    state.channels_last = channels_last
+    state.precision, state.resampling = settings.precision, settings.resampling
+    channels_last = state.channels_last = settings.channels_last
     speed_up(state.nets, channels_last=channels_last, compile_nets=compile_nets)
     speed_up(state.nets_ema, channels_last=channels_last)
     inputs = random_inputs(config, batch_size, device, channels_last)
@@ -348,11 +357,11 @@ def bench_train(
             device,
             preset=preset_name,
             batch_size=batch_size,
-            precision=precision,
+            precision=settings.precision,
             channels_last=channels_last,
             compile=compile_nets,
             impl=impl,
-            resampling="fused" if state.fused_resampling() else "separate",
+            resampling=settings.resampling,
         ),
     )
 
@@ -363,8 +372,8 @@ def bench_synth(
     preset_name: str,
     batch_size: int,
     device: torch.device | str = "cpu",
-    precision: str = "fp32",
-    channels_last: bool = False,
+    precision: str = "auto",
+    memory_format: str = "auto",
     compile_nets: bool = False,
     impl: str = "ours",
     mode: str = "latent",
@@ -374,18 +383,23 @@ def bench_synth(
 ) -> BenchResult:
     """Median time of one batch of latent-guided (``F`` then ``G``) or reference-guided (``E`` then ``G``) synthesis.
 
-    Ours resamples fused; ``impl="authors"`` runs pooling and upsampling as separate steps.
+    Ours resamples fused, with the precision and layout resolved as in training; ``impl="authors"`` runs
+    pooling and upsampling as separate steps, in fp32 and the contiguous layout.
     """
-    _check_impl(impl, precision, channels_last, compile_nets)
+    settings = _resolve(impl, config, device, precision, "auto", memory_format)
+    if impl == "authors" and compile_nets:
+        raise ValueError("--impl authors is the authors' eager iteration: drop --compile")
     if mode not in ("latent", "reference"):
         raise ValueError(f"--mode {mode}: choose latent or reference")
-    device = _setup(config, device, precision, "synthesis")
+    device = _setup(config, device, "synthesis")
     nets = build_nets(config.model, discriminator=False).to(device).eval()
     for _, module in nets.items():
-        set_fused_resampling(module, impl != "authors")
+        set_fused_resampling(module, settings.resampling == "fused")
+    channels_last = settings.channels_last
     speed_up(nets, channels_last=channels_last, compile_nets=compile_nets)
     inputs = random_inputs(config, batch_size, device, channels_last)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    bf16 = settings.precision == "bf16"
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def forward() -> Tensor:
         with autocast:
@@ -411,7 +425,7 @@ def bench_synth(
             device,
             preset=preset_name,
             batch_size=batch_size,
-            precision=precision,
+            precision=settings.precision,
             channels_last=channels_last,
             compile=compile_nets,
             impl=impl,

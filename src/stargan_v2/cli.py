@@ -33,7 +33,7 @@ from .fan import load_fan
 from .malloc import MALLOC_MODES, malloc_mode_from_env, tune_malloc
 from .metrics.fid import FEATURE_NET_CHOICES
 from .model import build_nets, count_parameters
-from .train import RESAMPLINGS
+from .speed import MEMORY_FORMATS, PRECISIONS, RESAMPLINGS
 
 # Argument types. argparse reports their errors as "argument --flag: <message>", shows the usage and exits
 # with status 2, so every bad number names its flag without more code in the commands.
@@ -42,6 +42,36 @@ from .train import RESAMPLINGS
 def positive_int(text: str) -> int:
     """An integer >= 1 (counts, sizes, steps)."""
     return _int_at_least(text, 1, "a positive integer")
+
+
+def _add_speed_args(p: argparse.ArgumentParser, resampling: bool = True) -> None:
+    """The speed settings (``stargan_v2.speed``), each ``auto`` by default: chosen by the device and model."""
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="bf16: bfloat16 autocast; auto (default): bf16 where the hardware computes in it natively and it is "
+        "faster, else fp32",
+    )
+    if resampling:
+        p.add_argument(
+            "--resampling",
+            choices=RESAMPLINGS,
+            default="auto",
+            help="fused (= auto, default): fold 2x2 pooling and 2x upsampling into the 3x3 convs (the same "
+            "function up to rounding); separate: the authors' order",
+        )
+    p.add_argument(
+        "--memory-format",
+        choices=MEMORY_FORMATS,
+        default="auto",
+        help="channels_last or contiguous weights and feature maps; auto (default): channels_last on the CPU",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile G, F and E (D stays eager for R1); compiling takes minutes",
+    )
 
 
 def eval_metric_list(text: str) -> tuple[str, ...]:
@@ -275,6 +305,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         wing=Path(args.wing) if args.wing else None,
         precision=args.precision,
         resampling=args.resampling,
+        memory_format=args.memory_format,
+        compile=args.compile,
         keep_checkpoints=args.keep,
         on_nonfinite=args.on_nan,
         deterministic=args.deterministic,
@@ -450,7 +482,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         batch_size=batch,
         device=args.device,
         precision=args.precision,
-        channels_last=args.channels_last,
+        memory_format=args.memory_format,
         compile_nets=args.compile,
         warmup=args.warmup,
         repeats=args.repeats,
@@ -673,16 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wing", help="the authors' wing.ckpt (face-landmark network) for w_hpf > 0 models")
     p.add_argument("--minutes", type=positive_float, help="stop (and save) after this much training time")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: bfloat16 autocast (default fp32)"
-    )
-    p.add_argument(
-        "--resampling",
-        choices=list(RESAMPLINGS),
-        default="auto",
-        help="fused: fold pooling/upsampling into the 3x3 convs (faster, same function up to rounding); "
-        "separate: the authors' order; auto (default): fused under bf16 only",
-    )
+    _add_speed_args(p)
     p.add_argument(
         "--keep", type=positive_int, default=3, help="training-state checkpoints kept (default 3; older pruned)"
     )
@@ -829,9 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("--img-size", type=positive_int, help="image size (same as --set img_size=N)")
         b.add_argument("--batch-size", type=positive_int, help="images per iteration (default: the preset's)")
         b.add_argument("--device", type=device_name, default=_default_device(), help="torch device")
-        b.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: bfloat16 autocast")
-        b.add_argument("--compile", action="store_true", help="torch.compile G, F and E (D stays eager for R1)")
-        b.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+        _add_speed_args(b, resampling=name == "train")
         b.add_argument("--warmup", type=nonnegative_int, default=1, help="untimed iterations first (default 1)")
         b.add_argument("--repeats", type=positive_int, default=3 if name == "train" else 5, help="timed iterations")
         b.add_argument("--no-flops", action="store_true", help="skip counting FLOPs (one more iteration)")
@@ -848,14 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="tuned: keep freed memory in the process (glibc; default for ours); "
             "system: the C library's defaults (default for --impl authors)",
         )
-        if name == "train":
-            b.add_argument(
-                "--resampling",
-                choices=list(RESAMPLINGS),
-                default="auto",
-                help="fused or separate pooling/upsampling (auto: fused under bf16); --impl authors: separate",
-            )
-        else:
+        if name == "synth":
             b.add_argument("--mode", choices=["latent", "reference"], default="latent", help="style source")
         b.set_defaults(func=cmd_bench_speed)
 

@@ -56,8 +56,9 @@ from .data import (
     train_loader,
 )
 from .model import eval_mode
+from .speed import MEMORY_FORMATS, PRECISIONS, RESAMPLINGS, SpeedSettings, resolve_speed
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
-from .train import PRECISIONS, RESAMPLINGS, TrainState, init_train_state, speed_up, train_step, wrap_ddp
+from .train import TrainState, init_train_state, speed_up, train_step, wrap_ddp
 
 if TYPE_CHECKING:
     from .metrics.monitor import Monitor
@@ -80,9 +81,10 @@ class RunOptions:
     """How to run (as opposed to what to train, which is the config).
 
     ``max_seconds`` stops the run after that much training time (a checkpoint is written); ``wing`` is the
-    authors' face-landmark file for high-pass (``w_hpf > 0``) models; ``precision`` is ``fp32`` or ``bf16``
-    (bfloat16 autocast of the forward passes). ``device`` is ``cpu``, ``cuda`` or ``cuda:N``; under torchrun
-    each process takes the GPU of its ``LOCAL_RANK``.
+    authors' face-landmark file for high-pass (``w_hpf > 0``) models. ``device`` is ``cpu``, ``cuda`` or
+    ``cuda:N``; under torchrun each process takes the GPU of its ``LOCAL_RANK``. ``precision``,
+    ``resampling`` and ``memory_format`` are the speed settings (``stargan_v2.speed``; ``auto`` chooses by the
+    device and the model).
     """
 
     run_dir: Path
@@ -96,11 +98,12 @@ class RunOptions:
     progress: bool = True
     wing: Path | None = None
     keep_checkpoints: int = 3
-    precision: str = "fp32"
-    #: ``auto``, ``fused`` or ``separate``: how the training nets resample (``stargan_v2.train.RESAMPLINGS``).
+    #: ``auto``, ``fp32`` or ``bf16`` (bfloat16 autocast of the forward passes).
+    precision: str = "auto"
+    #: ``auto``, ``fused`` or ``separate``: how the training nets resample.
     resampling: str = "auto"
-    #: channels_last layout of weights and feature maps (``stargan_v2.train.speed_up``).
-    channels_last: bool = False
+    #: ``auto``, ``channels_last`` or ``contiguous``: the layout of weights and feature maps.
+    memory_format: str = "auto"
     #: Compile G, F and E in place (``torch.compile``; the first steps take longer).
     compile: bool = False
     #: What a non-finite loss or gradient does: ``stop`` (the newest checkpoint stays the last good one) or
@@ -414,6 +417,45 @@ def write_samples(state: TrainState, batch: SampleBatch, out_dir: Path, log: _Lo
 
 
 # ----------------------------------------------------------------------------------------------------------
+# The plan of a run with a time budget
+# ----------------------------------------------------------------------------------------------------------
+
+
+class _Plan:
+    """With a time budget (``--minutes``): after a short warm-up, measure the seconds per step and say how many
+    steps the budget will give, so that a user on a slower machine knows at once what to expect."""
+
+    #: Steps skipped before measuring (the first ones pay for allocations and kernel choices) and measured.
+    WARMUP, MEASURED = 5, 20
+
+    def __init__(self, budget: float | None, first_step: int, log: _Log, device: torch.device, announce: bool) -> None:
+        self.budget, self.first, self.log, self.device, self.announce = budget, first_step, log, device, announce
+        self.t0: float | None = None
+        self.done = budget is None
+
+    def step(self, step: int, start: float) -> None:
+        if self.done or step not in (self.first + self.WARMUP, self.first + self.WARMUP + self.MEASURED):
+            return
+        if self.device.type == "cuda":  # the step's kernels may still be running
+            torch.cuda.synchronize(self.device)
+        elapsed = time.monotonic() - start
+        if step == self.first + self.WARMUP:
+            self.t0 = elapsed
+        elif self.t0 is not None and step == self.first + self.WARMUP + self.MEASURED:
+            per_step = (elapsed - self.t0) / self.MEASURED
+            assert self.budget is not None
+            expected = step + int(max(0.0, self.budget - elapsed) / per_step)
+            message = (
+                f"plan: {per_step:.3f} s per step (measured over steps {self.first + self.WARMUP}-{step}), so "
+                f"about {expected} steps in the budget of {self.budget / 60:g} min"
+            )
+            self.log.note(message)
+            if self.announce:
+                print(message, flush=True)
+            self.done = True
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Measuring during training (--eval-every)
 # ----------------------------------------------------------------------------------------------------------
 
@@ -598,10 +640,13 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
     disagree with the data's domain count (an error) or change on ``--resume``. Under torchrun the processes
     join one group (``stargan_v2.distributed``) and train together; in one process nothing changes.
     """
-    if options.precision not in PRECISIONS:
-        raise RunError(f"--precision {options.precision}: choose one of {', '.join(PRECISIONS)}")
-    if options.resampling not in RESAMPLINGS:
-        raise RunError(f"--resampling {options.resampling}: choose one of {', '.join(RESAMPLINGS)}")
+    for name, value, choices in (
+        ("precision", options.precision, PRECISIONS),
+        ("resampling", options.resampling, RESAMPLINGS),
+        ("memory-format", options.memory_format, MEMORY_FORMATS),
+    ):
+        if value not in choices:
+            raise RunError(f"--{name} {value}: choose one of {', '.join(choices)}")
     if options.on_nonfinite not in ("stop", "rollback"):
         raise RunError(f"--on-nan {options.on_nonfinite}: choose stop or rollback")
     if options.keep_checkpoints < 1:
@@ -629,12 +674,14 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
         distributed.shutdown()
 
 
-def _apply_settings(state: TrainState, options: RunOptions) -> None:
+def _apply_settings(state: TrainState, options: RunOptions, device: torch.device) -> SpeedSettings:
     """The run's speed settings on a fresh, resumed or rolled-back state (they are not part of a checkpoint)."""
-    state.precision, state.resampling = options.precision, options.resampling
-    state.channels_last = options.channels_last
-    speed_up(state.nets, channels_last=options.channels_last, compile_nets=options.compile)
-    speed_up(state.nets_ema, channels_last=options.channels_last)
+    settings = resolve_speed(device, state.config.model, options.precision, options.resampling, options.memory_format)
+    state.precision, state.resampling = settings.precision, settings.resampling
+    state.channels_last = settings.channels_last
+    speed_up(state.nets, channels_last=settings.channels_last, compile_nets=options.compile)
+    speed_up(state.nets_ema, channels_last=settings.channels_last)
+    return settings
 
 
 def _make_deterministic() -> None:
@@ -690,7 +737,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
         # Every process starts from the same weights (DDP also broadcasts rank 0's).
         torch.manual_seed(config.train.seed)
         state = init_train_state(config, device=d.device, fan=fan)
-    _apply_settings(state, options)
+    settings = _apply_settings(state, options, d.device)
     if d.enabled:
         wrap_ddp(state)
     config = state.config
@@ -716,7 +763,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
     log.note(
         f"{'resumed at' if state.step else 'started at'} step {state.step} of {cfg.total_iters}; data {folders.root} "
         f"({folders.num_images} images, domains {', '.join(folders.domains)}); device {d.device}; "
-        f"{options.precision}, {'fused' if state.fused_resampling() else 'separate'} resampling; "
+        f"{settings.describe()}{', compiled' if options.compile else ''}; "
         f"batch {cfg.batch_size} per process x {d.world_size} process(es) = "
         f"{cfg.batch_size * d.world_size} images per step"
     )
@@ -735,6 +782,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
     start, bad_images, reason, rollbacks = time.monotonic(), 0, "finished", 0
     state_path = ema_path = None
     watch = _FaultWatch()
+    plan = _Plan(options.max_seconds, state.step, log, d.device, announce=d.is_main)
     try:
         with _stop_on_signals() as stop:
             while True:  # one pass per rollback after a numerical fault
@@ -746,6 +794,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
                     stats = train_step(state, to_step_inputs(batch, d.device))
                     bad_images += int(batch["bad_images"])
                     step = state.step
+                    plan.step(step, start)
                     watch.add(step, stats)
                     logged = step % cfg.print_every == 0 or step == cfg.total_iters
                     saving = step % cfg.save_every == 0 and step != cfg.total_iters
@@ -856,7 +905,7 @@ def _rollback(
     for name, opt in good.optimizers.items():
         for group in opt.param_groups:
             group["lr"] = train_cfg.f_lr if name == "mapping_network" else train_cfg.lr
-    _apply_settings(good, options)
+    _apply_settings(good, options, d.device)
     if d.enabled:
         wrap_ddp(good)
     log.note(f"rolled back to step {good.step} with lr={train_cfg.lr:g}, f_lr={train_cfg.f_lr:g}")

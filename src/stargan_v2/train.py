@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from .config import Config, TrainConfig
 from .losses import MaskFn, Stats, d_loss, ds_weight, g_loss
 from .model import Nets, build_nets, set_fused_resampling
+from .speed import RESAMPLINGS
 
 
 @dataclass
@@ -114,10 +115,8 @@ class TrainState:
     ddp: dict[str, nn.Module] | None = field(default=None)
     #: ``fp32``, or ``bf16`` for bfloat16 autocast of the forward passes (weights and optimisers stay fp32).
     precision: str = "fp32"
-    #: How the training nets resample (see ``RESAMPLINGS``): ``auto`` folds pooling and upsampling into the
-    #: convolutions under bf16 and keeps them separate in fp32, where the separate order reproduces the
-    #: authors' rounding (Adam's first steps magnify rounding in gradients that are zero in exact arithmetic,
-    #: such as those of conv biases followed by instance norm).
+    #: How the training nets resample (``stargan_v2.speed.RESAMPLINGS``): ``fused`` (also what ``auto`` means)
+    #: folds pooling and upsampling into the convolutions; ``separate`` is the authors' order of operations.
     resampling: str = "auto"
     #: Feed the training nets channels_last images (set by ``speed_up``, which also converts their weights).
     channels_last: bool = False
@@ -126,9 +125,7 @@ class TrainState:
         """Whether the training nets fold resampling into their convolutions under the current settings."""
         if self.resampling not in RESAMPLINGS:
             raise ValueError(f"resampling={self.resampling!r}: choose one of {', '.join(RESAMPLINGS)}")
-        if self.resampling == "auto":
-            return self.precision != "fp32"
-        return self.resampling == "fused"
+        return self.resampling != "separate"
 
     def apply_resampling(self) -> None:
         """Set the training nets' resampling mode from ``resampling`` and ``precision`` (every step: it is a
@@ -187,12 +184,6 @@ def as_memory_format(inputs: StepInputs, channels_last: bool) -> StepInputs:
         x_ref=inputs.x_ref.contiguous(memory_format=fmt),
         x_ref2=inputs.x_ref2.contiguous(memory_format=fmt),
     )
-
-
-PRECISIONS = ("fp32", "bf16")
-#: ``fused``: pooling and upsampling folded into the neighbouring 3x3 convolutions (4/9 of their multiply-adds,
-#: the same function up to rounding); ``separate``: the authors' order of operations; ``auto``: fused under bf16.
-RESAMPLINGS = ("auto", "fused", "separate")
 
 
 def wrap_ddp(state: TrainState) -> None:
