@@ -49,7 +49,7 @@ POSITIVE_INTS = {
     "sample_every",
     "save_every",
 }
-NON_NEGATIVE = {"w_hpf", "lambda_reg", "lambda_sty", "lambda_ds", "lambda_cyc", "weight_decay"}
+NON_NEGATIVE = {"w_hpf", "lambda_reg", "lambda_sty", "lambda_ds", "lambda_cyc", "lambda_wrong_domain", "weight_decay"}
 POSITIVE = {"lr", "f_lr"}
 UNIT_HALF_OPEN = {"beta1", "beta2", "ema_beta"}  # [0, 1)
 assert POSITIVE_INTS | NON_NEGATIVE | POSITIVE | UNIT_HALF_OPEN | {

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stargan_v2.config import Config, ModelConfig, TrainConfig
-from stargan_v2.losses import adv_loss, d_loss, ds_weight, g_loss, r1_penalty
+from stargan_v2.losses import adv_loss, d_loss, ds_weight, g_loss, r1_penalty, wrong_domain_loss
 from stargan_v2.model import build_nets
 from stargan_v2.train import StepInputs
 
@@ -98,3 +100,29 @@ def test_high_pass_g_loss_needs_the_mask_function(tiny_inputs: StepInputs) -> No
     z = torch.randn(4, 8)
     with pytest.raises(ValueError, match="mask_fn"):
         g_loss(nets, i.x_src, i.y_src, i.y_trg, TrainConfig(), 1.0, z_trgs=(z, z))
+
+
+def test_wrong_domain_loss_scores_only_the_other_domains_heads() -> None:
+    logits = torch.tensor([[3.0, -1.0, 0.5], [0.0, 2.0, -2.0]])
+    y = torch.tensor([0, 1])
+    off = torch.tensor([-1.0, 0.5, 0.0, -2.0])  # every logit but each sample's own domain's
+    expected = F.binary_cross_entropy_with_logits(off, torch.zeros(4))
+    assert torch.allclose(wrong_domain_loss(logits, y), expected)
+    changed = logits.clone()
+    changed[0, 0], changed[1, 1] = -9.0, 9.0  # the own heads do not count
+    assert torch.allclose(wrong_domain_loss(changed, y), expected)
+
+
+def test_d_loss_adds_the_wrong_domain_term_only_when_weighted(tiny_config: Config) -> None:
+    torch.manual_seed(0)
+    nets = build_nets(tiny_config.model)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    y_org, y_trg, z = torch.tensor([0, 1, 0, 1]), torch.tensor([1, 0, 0, 1]), torch.randn(4, 8)
+    paper, stats = d_loss(nets, x, y_org, y_trg, tiny_config.train, z_trg=z)
+    assert "wrong_domain" not in stats
+    cfg = dataclasses.replace(tiny_config.train, lambda_wrong_domain=0.5)
+    torch.manual_seed(1)
+    with_term, stats = d_loss(nets, x, y_org, y_trg, cfg, z_trg=z)
+    expected = wrong_domain_loss(nets.discriminator(x, None), y_org)
+    assert torch.allclose(stats["wrong_domain"], expected)
+    assert torch.allclose(with_term, paper + 0.5 * expected, atol=1e-6)

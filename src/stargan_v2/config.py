@@ -139,12 +139,18 @@ class TrainConfig:
     G (``False``, the default); ``True`` also steps the mapping network and the style encoder.
     ``print_every``, ``sample_every`` and ``save_every`` are the intervals (in steps) of the log, the sample
     grids and the checkpoints of a training run.
+
+    ``lambda_wrong_domain`` (0 in the paper) weighs an extra term of the discriminator's objective: each real
+    image, scored by the heads of the *other* domains, should be called fake there (a matching-aware
+    discriminator, as in text-to-image GANs). It teaches the heads the domains' differences from the first
+    step, before fakes are good enough to teach them; the ``demo`` preset uses it.
     """
 
     lambda_reg: float = 1.0
     lambda_sty: float = 1.0
     lambda_ds: float = 1.0
     lambda_cyc: float = 1.0
+    lambda_wrong_domain: float = 0.0
     ds_iter: int = 100_000
     lr: float = 1e-4
     f_lr: float = 1e-6
@@ -162,7 +168,7 @@ class TrainConfig:
     save_every: int = 10000
 
     def __post_init__(self) -> None:
-        for name in ("lambda_reg", "lambda_sty", "lambda_ds", "lambda_cyc", "weight_decay"):
+        for name in ("lambda_reg", "lambda_sty", "lambda_ds", "lambda_cyc", "lambda_wrong_domain", "weight_decay"):
             _check_number(name, getattr(self, name), 0)
         for name in ("lr", "f_lr"):
             _check_number(name, getattr(self, name), 0, open_low=True)

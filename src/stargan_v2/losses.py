@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import TrainConfig
-from .model import Nets, unwrap
+from .model import Nets, select_domain, unwrap
 
 Masks = tuple[Tensor, Tensor]
 #: Turns images into the (coarse, fine) face-mask pair of the high-pass path (``FAN.masks``).
@@ -71,7 +71,8 @@ def d_loss(
     already has it; it is detached either way.
     """
     x_real = x_real.detach().requires_grad_(True)
-    out = nets.discriminator(x_real, y_org)
+    logits = nets.discriminator(x_real, None)  # every domain's head: (B, K)
+    out = select_domain(logits, y_org)
     loss_real = adv_loss(out, 1.0)
     loss_reg = r1_penalty(out, x_real)
 
@@ -83,8 +84,20 @@ def d_loss(
 
     loss = loss_real + loss_fake + cfg.lambda_reg * loss_reg
     stats = {"real": loss_real.detach(), "fake": loss_fake.detach(), "reg": loss_reg.detach()}
+    if cfg.lambda_wrong_domain > 0:
+        loss_wrong = wrong_domain_loss(logits, y_org)
+        loss = loss + cfg.lambda_wrong_domain * loss_wrong
+        stats["wrong_domain"] = loss_wrong.detach()
     stats["total"] = loss.detach()
     return loss, stats
+
+
+def wrong_domain_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """Real images scored by the heads of the domains they are not from should be called fake: the mean
+    binary cross-entropy towards 0 of ``logits (B, K)`` off each sample's own domain ``y (B,)``."""
+    wrong = torch.ones_like(logits, dtype=torch.bool)
+    wrong[torch.arange(logits.shape[0], device=logits.device), y] = False
+    return adv_loss(logits[wrong], 0.0)
 
 
 def g_loss(

@@ -372,9 +372,10 @@ class Discriminator(nn.Module):
         layers, dim = _trunk(cfg)
         self.main = nn.Sequential(*layers, nn.Conv2d(dim, cfg.num_domains, 1, 1, 0))
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """``x (B, 3, H, W)``, ``y (B,)`` -> logits ``(B,)``."""
-        return select_domain(self.main(x).flatten(1), y)  # (B, K, 1, 1) -> (B, K) -> (B,)
+    def forward(self, x: Tensor, y: Tensor | None) -> Tensor:
+        """``x (B, 3, H, W)``, ``y (B,)`` -> logits ``(B,)``; with ``y=None`` every domain's logit ``(B, K)``."""
+        logits = self.main(x).flatten(1)  # (B, K, 1, 1) -> (B, K)
+        return logits if y is None else select_domain(logits, y)
 
 
 # ----------------------------------------------------------------------------------------------------------
