@@ -1,7 +1,7 @@
-"""The demo's wiring: dataset, bounded training, figures and the report, on a tiny budget.
+"""The demo's wiring: dataset, bounded training measured by the oracle, figures and the report, on a tiny budget.
 
-The quality benchmark itself is tested in test_quality.py; here it is replaced by a stand-in so that the test
-stays fast.
+The quality benchmark itself is tested in test_quality.py; here the final figures come from a stand-in and the
+oracle is trained for two steps, so that the test stays fast.
 """
 
 from __future__ import annotations
@@ -11,34 +11,93 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
+import stargan_v2.metrics.monitor as monitor_module
+from stargan_v2 import assets
 from stargan_v2.config import preset
-from stargan_v2.demo import DemoOptions, run_demo
+from stargan_v2.demo import DemoOptions, figures_table, run_demo
 from stargan_v2.metrics import quality
+from stargan_v2.metrics.oracle import train_oracle
+from stargan_v2.report import MIN_CELL
 
 
-def test_demo_writes_a_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: dict[str, Any] = {}
+def _figures(acc: float) -> dict[str, Any]:
+    mode = {"domain_accuracy": acc, "pose_error_center_rel": 0.05, "diversity_pixels": 0.1, "frechet_distance": 9.0}
+    return {
+        "latent": dict(mode),
+        "reference": {**mode, "style_fur_error": 0.1, "style_fur_error_vs_source": 0.2},
+        "real": {"domain_accuracy": 1.0, "pose_error_center_rel": 0.04},
+        "oracle": {},
+    }
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
 
     def fake_report(nets: Any, model_config: Any, dataset_dir: Any, **kw: Any) -> dict[str, Any]:
-        seen.update(model_config=model_config, dataset_dir=Path(dataset_dir), **kw)
-        return {"latent": {"domain_accuracy": 0.5}, "reference": {"domain_accuracy": 0.25}, "oracle": {}}
+        seen.append(dict(model_config=model_config, dataset_dir=Path(dataset_dir), **kw))
+        return _figures(0.5 + 0.25 * (len(seen) - 1))
+
+    def cheap_oracle(dataset_dir: Path, img_size: int, cache_dir: object = None, device: object = "cpu") -> object:
+        return train_oracle(dataset_dir, img_size, num_images=32, steps=2)
 
     monkeypatch.setattr(quality, "quality_report", fake_report)
-    options = DemoOptions(out=tmp_path / "demo", minutes=0.0, per_domain=4, val_per_domain=2, progress=False)
+    monkeypatch.setattr(monitor_module, "load_or_train_oracle", cheap_oracle)
+    return seen
+
+
+def test_demo_writes_a_report(tmp_path: Path, fast: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The shipped model's place is taken by a tiny one saved here, so that both columns appear.
+    from stargan_v2.checkpoint import save_ema
+    from stargan_v2.model import build_nets
+
     config = preset("demo").override(["dim_in=8", "max_conv_dim=16", "hidden_dim=16", "batch_size=2", "print_every=1"])
+    shipped = save_ema(build_nets(config.model, discriminator=False), config, tmp_path / "shipped.safetensors")
+    monkeypatch.setattr(assets, "shipped_demo_path", lambda: shipped)
+    monkeypatch.setattr(assets, "shipped_demo_record", lambda: {"steps": 123, "train_minutes": 60, "machine": "X"})
+    options = DemoOptions(
+        out=tmp_path / "demo", minutes=0.01, per_domain=4, val_per_domain=2, progress=False, eval_every=1
+    )
     report = run_demo(options, config)
 
     out = tmp_path / "demo"
     assert report == out / "report.html"
-    assert seen["dataset_dir"] == out / "data" and seen["model_config"] == config.model
-    assert json.loads((out / "quality.json").read_text())["latent"]["domain_accuracy"] == 0.5
-    for name in ("reference.png", "latent.png", "cycle.png", "report.md"):
-        assert (out / name).is_file(), name
+    assert fast[0]["dataset_dir"] == out / "data" and fast[0]["model_config"] == config.model
+    figures = json.loads((out / "quality.json").read_text())
+    assert figures["this run"]["latent"]["domain_accuracy"] == 0.5
+    assert figures["shipped model"]["latent"]["domain_accuracy"] == 0.75
+    # The grids: cells of at least 128 px, this run's above the shipped model's.
+    for name, rows in (("latent.png", 2 * 4), ("reference.png", 2 * 4)):
+        width, height = Image.open(out / name).size
+        assert width > 6 * MIN_CELL and height > rows * MIN_CELL, name
+    # Measured during training (every step here) and plotted.
+    rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows and "oracle/latent/domain_accuracy" in rows[0]
+    assert (out / "training.png").is_file()
     text = (out / "report.md").read_text()
-    assert "| domain_accuracy | 0.500 |" in text and "![reference](reference.png)" in text
+    assert "steps in " in text and "PyTorch" in text and "shipped with the package: 123 steps" in text
+    assert "| domain accuracy (the oracle sees the target's head shape) | 0.500 | 0.500 | 0.750 | 0.750 |" in text
+    assert "![reference](reference.png)" in text and "![training](training.png)" in text
     assert 'src="reference.png"' in report.read_text()
     # A second demo in the same folder continues the same run.
+    first = json.loads((out / "run" / "stats.jsonl").read_text().splitlines()[-1])["step"]
     run_demo(options, config)
-    steps = [json.loads(line)["step"] for line in (out / "run" / "stats.jsonl").read_text().splitlines()]
-    assert steps == [1, 2]
+    last = json.loads((out / "run" / "stats.jsonl").read_text().splitlines()[-1])["step"]
+    assert last > first
+
+
+def test_the_table_has_a_column_per_model_and_mode() -> None:
+    table = figures_table({"this run": _figures(0.5), "shipped model": _figures(0.9)})
+    assert table[0] == [
+        "figure",
+        "this run: latent",
+        "this run: reference",
+        "shipped model: latent",
+        "shipped model: reference",
+        "real images",
+        "target",
+    ]
+    fur = next(row for row in table if row[0].startswith("fur colour error against the reference"))
+    assert fur[1:5] == ["", "0.100", "", "0.100"] and fur[-1] == "below the error against the source"
