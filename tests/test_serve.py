@@ -147,10 +147,37 @@ def test_examples_default_to_the_demo_datasets_validation_images(tmp_path, model
 
 
 def test_serve_without_a_checkpoint_or_demo_run_says_what_to_do(tmp_path, monkeypatch, capsys):
+    from stargan_v2 import assets
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(assets, "shipped_demo_path", lambda: None)  # an installation without the shipped model
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
     assert "make demo" in err and "--checkpoint" in err
+
+
+def test_without_a_checkpoint_the_demo_run_then_the_shipped_model_is_used(tmp_path, monkeypatch, capsys):
+    from stargan_v2 import assets
+    from stargan_v2.cli import default_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    shipped = tiny_checkpoint(tmp_path / "shipped.safetensors", domains=["cat", "dog"])
+    monkeypatch.setattr(assets, "shipped_demo_path", lambda: shipped)
+    monkeypatch.setattr(assets, "shipped_demo_record", lambda: {"steps": 4321})
+    assert default_checkpoint("serve") == shipped
+    assert "using the demo model shipped with the package (4321 steps" in capsys.readouterr().err
+    src = write_image(tmp_path / "src.png")
+    assert main(["translate", "--input", str(src), "--domain", "dog", "--out", "out", "--no-progress"]) == 0
+    assert "translate: no --checkpoint given" in capsys.readouterr().err
+    assert (tmp_path / "out" / "src_dog-seed0.png").is_file()
+    # Once `make demo` has trained a model, that one is used.
+    from stargan_v2.checkpoint import save_training_state
+    from stargan_v2.config import preset
+    from stargan_v2.train import init_train_state
+
+    save_training_state(init_train_state(preset("tiny")), Path("demo_output/run/checkpoints/state_000010.safetensors"))
+    assert default_checkpoint("serve") == Path("demo_output") / "run"
+    assert "using the demo run demo_output/run" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------------------

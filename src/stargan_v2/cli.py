@@ -370,9 +370,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if args.ref is not None and (args.psi != 1.0 or args.seeds is not None):
         raise ValueError("--seeds and --psi are for latent-guided translation (--domain without --ref)")
     inputs = list_images(args.input)
-    model = StarGANv2.from_checkpoint(
-        args.checkpoint, device=args.device, fan_path=args.wing, domains=_domain_names(args)
-    )
+    checkpoint = args.checkpoint if args.checkpoint is not None else default_checkpoint("translate")
+    model = StarGANv2.from_checkpoint(checkpoint, device=args.device, fan_path=args.wing, domains=_domain_names(args))
     # The styles are computed once and used for every input image.
     if args.ref is not None:
         ref_domain = model.domains[model.domain_index(args.domain)] if args.domain is not None else None
@@ -614,20 +613,43 @@ def cmd_align(args: argparse.Namespace) -> int:
     return 0 if result.written else 1
 
 
-#: Where ``stargan-v2 demo`` writes its run by default: ``serve`` shows that model when given no checkpoint.
+#: Where ``stargan-v2 demo`` writes its run by default: ``serve`` and ``translate`` use that model when given no
+#: checkpoint, or the demo model shipped with the package when there is no demo run.
 DEMO_RUN = Path("demo_output") / "run"
 
 
+def default_checkpoint(command: str) -> Path:
+    """The model of a command given no ``--checkpoint``: the newest demo run (``demo_output/run``, what ``make
+    demo`` trains), else the demo model shipped with the package; says which on stderr."""
+    from .assets import shipped_demo_path, shipped_demo_record
+    from .run import list_states
+
+    if list_states(DEMO_RUN):
+        print(
+            f"{command}: no --checkpoint given, using the demo run {DEMO_RUN} (what `make demo` trained)",
+            file=sys.stderr,
+        )
+        return DEMO_RUN
+    shipped = shipped_demo_path()
+    if shipped is None:
+        raise FileNotFoundError(
+            f"no --checkpoint given, no demo run in {DEMO_RUN} and no shipped demo model in this installation: run "
+            "`make demo` first (it trains one on the built-in dataset) or pass --checkpoint FILE"
+        )
+    steps = shipped_demo_record().get("steps", "?")
+    print(
+        f"{command}: no --checkpoint given and no demo run in {DEMO_RUN}: using the demo model shipped with the "
+        f"package ({steps} steps of the demo preset on the built-in dataset; {shipped})",
+        file=sys.stderr,
+    )
+    return shipped
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """The web demo (a Gradio page) for a checkpoint, by default the model that ``make demo`` trains."""
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        if not DEMO_RUN.is_dir():
-            raise FileNotFoundError(
-                f"no --checkpoint given and no demo model in {DEMO_RUN}: run `make demo` first (it trains one on "
-                "the built-in dataset) or pass --checkpoint FILE"
-            )
-        checkpoint = DEMO_RUN
+    """The web demo (a Gradio page) for a checkpoint, by default the newest demo run or the shipped demo model."""
+    checkpoint = args.checkpoint if args.checkpoint is not None else default_checkpoint("serve")
+    from .run import list_states
+
     try:
         from .serve import UploadLimits, example_images, serve
     except ModuleNotFoundError as e:
@@ -638,6 +660,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     limits = UploadLimits(max_mb=args.max_upload_mb, max_pixels=args.max_pixels)
     examples = example_images(args.examples) if args.examples else None
+    if examples is None and args.checkpoint is None and not list_states(DEMO_RUN):
+        # The shipped model with no dataset on disk: a few pictures of its kind, drawn here.
+        from .assets import example_sources
+        from .metrics.oracle import default_cache_dir
+
+        examples = example_sources(default_cache_dir() / "examples")
     serve(
         checkpoint,
         host=args.host,
@@ -767,7 +795,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("translate", help="translate images (latent-guided with seeds, or reference-guided)")
-    p.add_argument("--checkpoint", required=True, help="run dir, our checkpoint, or the authors' *_nets_ema.ckpt")
+    p.add_argument(
+        "--checkpoint",
+        help=f"run dir, our checkpoint, or the authors' *_nets_ema.ckpt (default: the demo run {DEMO_RUN}, else the "
+        "demo model shipped with the package)",
+    )
     p.add_argument("--input", required=True, help="an image, or a folder of images (searched recursively)")
     p.add_argument("--out", required=True, help="output folder (PNG files named <input>_<domain>-seed<k>.png ...)")
     p.add_argument("--domain", help="target domain (latent-guided), or the references' domain with --ref")
@@ -960,7 +992,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="the web demo: translate uploaded pictures in the browser (Gradio)")
     p.add_argument(
-        "--checkpoint", help=f"run dir, our checkpoint, or the authors' *_nets_ema.ckpt (default: {DEMO_RUN})"
+        "--checkpoint",
+        help=f"run dir, our checkpoint, or the authors' *_nets_ema.ckpt (default: the demo run {DEMO_RUN}, else the "
+        "demo model shipped with the package)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
