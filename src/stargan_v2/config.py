@@ -2,9 +2,9 @@
 
 Field names follow the authors' command-line arguments (``img_size``, ``lambda_ds``, ``f_lr`` ...) so that
 people coming from their code find what they know. Defaults are the paper's (Section 4 and Appendix) and the
-released models' (see ``PAPER.md``). A config is validated once, when it is built, and every error names the
-field at fault. Nothing in the package mutates a config: schedules such as the diversity weight are
-functions of the step (``stargan_v2.losses.ds_weight``).
+released models' (see ``docs/paper.md``, "Defaults and presets"). A config is validated once, when it is
+built, and every error names the field at fault. Nothing in the package mutates a config: schedules such as
+the diversity weight are functions of the step (``stargan_v2.losses.ds_weight``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The paper's evaluation protocol: every ordered pair of domains, 10 outputs per source, FID and LPIPS.
 
-StarGAN v2 (Choi et al., CVPR 2020, Section 4, "Evaluation metrics"; ``PAPER.md``, "Evaluation"):
+StarGAN v2 (Choi et al., CVPR 2020, Section 4, "Evaluation metrics"; ``docs/paper.md``, "Evaluation"):
 
 * A *task* is an ordered pair of domains ``source != target`` (``K (K - 1)`` of them).
 * Each validation image of the source is translated ``num_outputs = 10`` times: with 10 random latent codes

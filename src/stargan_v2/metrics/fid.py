@@ -1,6 +1,6 @@
 """Fréchet Inception Distance: the Fréchet distance, running feature statistics, and the two Inception networks.
 
-StarGAN v2 (Choi et al., CVPR 2020, Section 4, "Evaluation metrics"; ``PAPER.md``, "Evaluation") measures
+StarGAN v2 (Choi et al., CVPR 2020, Section 4, "Evaluation metrics"; ``docs/paper.md``, "Evaluation") measures
 quality with FID (Heusel et al., 2017): the Fréchet distance between Gaussians fitted to Inception v3 pool
 features (2048-d) of generated and of real images,
 

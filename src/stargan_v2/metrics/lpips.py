@@ -1,6 +1,6 @@
 """LPIPS diversity: the learned perceptual distance of Zhang et al. (CVPR 2018) with AlexNet features.
 
-StarGAN v2 (Choi et al., CVPR 2020, Section 4; ``PAPER.md``, "Evaluation") measures diversity as the mean
+StarGAN v2 (Choi et al., CVPR 2020, Section 4; ``docs/paper.md``, "Evaluation") measures diversity as the mean
 LPIPS distance between the outputs made from one source image. LPIPS compares unit-normalised AlexNet
 activations at five depths; a learned non-negative weight per channel (the "linear heads", version 0.1)
 scales the squared differences, which are averaged over space and summed over depths.

@@ -1,6 +1,6 @@
 """The quality benchmark: the paper's evaluation protocol, scored by the procedural dataset's oracle.
 
-StarGAN v2 (Choi et al., CVPR 2020, Section 4, "Evaluation metrics"; ``PAPER.md``, "Evaluation") evaluates
+StarGAN v2 (Choi et al., CVPR 2020, Section 4, "Evaluation metrics"; ``docs/paper.md``, "Evaluation") evaluates
 every ordered pair of domains (source != target): each test image of the source is translated 10 times,
 with 10 random latent codes (latent-guided) or 10 random references of the target (reference-guided).
 Diversity is the mean LPIPS distance over the 45 pairs of a source's 10 outputs; quality is the FID between
