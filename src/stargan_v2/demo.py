@@ -25,7 +25,7 @@ from .config import Config, preset
 from .hardware import device_description
 from .model import Nets
 from .procedural import make_dataset
-from .run import RunOptions, list_states, sample_batch, train
+from .run import RunOptions, RunResult, list_states, sample_batch, train
 from .speed import resolve_speed
 
 #: The issue's bar for a convincing demo (quality figures of the oracle).
@@ -56,8 +56,6 @@ class DemoOptions:
 
 def run_demo(options: DemoOptions, config: Config | None = None) -> Path:
     """Dataset, training, quality figures and the report; returns the report's path (``report.html``)."""
-    from .metrics.quality import quality_report
-
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     config = config or preset("demo")
@@ -77,10 +75,44 @@ def run_demo(options: DemoOptions, config: Config | None = None) -> Path:
     )
     print(f"dataset: {data} ({time.monotonic() - t0:.1f} s)", flush=True)
 
-    # 2. Training, bounded in time; a second demo in the same folder continues the same run. The time budget is
-    #    what stops it: the step count is raised to a cap no CPU reaches in the budget, so a longer --minutes or
-    #    a second demo gives the model more steps. The diversity weight's decay (ds_iter) stays as configured.
+    # 2. Training for the time budget, measured by the oracle as it goes.
     run_dir = out / "run"
+    result = _train_demo(options, config, data, run_dir)
+
+    # 3. The quality figures of the EMA nets, and of the shipped model for comparison.
+    nets, trained = load_ema(result.ema_path, device=options.device)
+    models: dict[str, tuple[Nets, Config, str]] = {
+        "this run": (nets, trained, f"trained here: {result.step} steps, {result.seconds / 60:.1f} min")
+    }
+    if options.shipped:
+        from .assets import shipped_demo_model
+
+        shipped = shipped_demo_model(options.device)
+        if shipped is not None:
+            models["shipped model"] = shipped
+    figures = _score(models, data, options)
+    (out / "quality.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+
+    # 4. The report.
+    info = {
+        "machine": machine,
+        "torch": torch.__version__,
+        "settings": settings.describe(),
+        "step": result.step,
+        "stopped": result.reason,
+        "train_seconds": result.seconds,
+        "minutes": options.minutes,
+    }
+    return write_report(out, info, figures, models, data, run_dir)
+
+
+def _train_demo(options: DemoOptions, config: Config, data: Path, run_dir: Path) -> RunResult:
+    """Train for the time budget; a second demo in the same folder continues the same run.
+
+    The time budget is what stops it: the step count is raised to a cap no CPU reaches in the budget, so a
+    longer ``--minutes`` or a second demo gives the model more steps. The diversity weight's decay (``ds_iter``)
+    stays as configured.
+    """
     states = list_states(run_dir)
     start = states[-1][0] if states else 0
     cap = max(config.train.total_iters, start + math.ceil(options.minutes * 60 / 0.02) + 1)
@@ -107,42 +139,22 @@ def run_demo(options: DemoOptions, config: Config | None = None) -> Path:
         explicit={"total_iters"},
     )
     print(f"training: {result.reason} at step {result.step} ({result.seconds:.0f} s)", flush=True)
+    return result
 
-    # 3. The quality figures of the EMA nets, and of the shipped model for comparison.
-    nets, trained = load_ema(result.ema_path, device=options.device)
-    models: dict[str, tuple[Nets, Config, str]] = {
-        "this run": (nets, trained, f"trained here: {result.step} steps, {result.seconds / 60:.1f} min")
-    }
-    if options.shipped:
-        from .assets import shipped_demo_model
 
-        shipped = shipped_demo_model(options.device)
-        if shipped is not None:
-            models["shipped model"] = (shipped[0], shipped[1], shipped[2])
-    figures: dict[str, Any] = {}
+def _score(models: Mapping[str, tuple[Nets, Config, str]], data: Path, options: DemoOptions) -> dict[str, Any]:
+    """The quality benchmark's figures of every model (``quality.json``)."""
+    from .metrics.quality import quality_report
+
     t0 = time.monotonic()
-    for name, (model_nets, model_config, _) in models.items():
-        figures[name] = quality_report(
-            model_nets,
-            model_config.model,
-            data,
-            max_sources_per_domain=options.eval_sources_per_domain,
-            device=options.device,
+    figures = {
+        name: quality_report(
+            nets, config.model, data, max_sources_per_domain=options.eval_sources_per_domain, device=options.device
         )
-    (out / "quality.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(f"quality figures ({time.monotonic() - t0:.1f} s): {_summary(figures['this run'])}", flush=True)
-
-    # 4. The report.
-    info = {
-        "machine": machine,
-        "torch": torch.__version__,
-        "settings": settings.describe(),
-        "step": result.step,
-        "stopped": result.reason,
-        "train_seconds": result.seconds,
-        "minutes": options.minutes,
+        for name, (nets, config, _) in models.items()
     }
-    return write_report(out, info, figures, models, data, run_dir)
+    print(f"quality figures ({time.monotonic() - t0:.1f} s): {_summary(figures['this run'])}", flush=True)
+    return figures
 
 
 def _summary(report: Mapping[str, Any]) -> str:
@@ -187,6 +199,19 @@ def _fmt(value: Any) -> str:
     return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+#: What each picture of the report shows.
+_CAPTIONS = {
+    "latent": "Latent-guided: sources on top; below, each source translated into each domain with one random "
+    "style (the same style along a row). The outputs should have the row's head shape and keep their source's "
+    "pose.",
+    "reference": "Reference-guided: sources on top, one reference per row (left); each output should take the "
+    "reference's domain (head shape) and fur colours, and keep its source's pose.",
+    "training": "The oracle's figures measured during training (a few sources per domain, so they wobble), "
+    "against training steps (bottom) and minutes (top).",
+}
+_QUALITY = "Quality (the paper's protocol, judged by the oracle network)"
+
+
 def write_report(
     out: Path,
     info: Mapping[str, Any],
@@ -196,79 +221,85 @@ def write_report(
     run_dir: Path,
 ) -> Path:
     """``report.md`` and ``report.html`` in ``out`` with the grids and the plot beside them; returns the HTML."""
-    from .data import scan_domains
-    from .report import latent_table, plot_metrics, read_metrics, reference_table, stacked
+    from .report import plot_metrics, read_metrics
 
-    # Fixed sources (two per domain) and one reference per domain from the validation split.
-    img_size = next(iter(models.values()))[1].model.img_size
-    domains = scan_domains(data / "val", min_size=img_size).domains
+    pictures = write_grids(out, models, data)
+    plot = plot_metrics(read_metrics(run_dir / "metrics.jsonl"), out / "training.png", TARGETS)
+    lead = (
+        f"Trained the `demo` preset for {info['step']} steps in {info['train_seconds'] / 60:.1f} minutes (budget "
+        f"{info['minutes']:g}; stopped: {info['stopped']}) on {info['machine']}, PyTorch {info['torch']}, "
+        f"{info['settings']}."
+    )
+    notes = {name: note for name, (_, _, note) in models.items()}
+    table = figures_table(figures)
+    (out / "report.md").write_text(_markdown(lead, notes, pictures, table, plot), encoding="utf-8")
+    path = out / "report.html"
+    path.write_text(_html(lead, notes, pictures, table, plot), encoding="utf-8")
+    return path
+
+
+def write_grids(out: Path, models: Mapping[str, tuple[Nets, Config, str]], data: Path) -> dict[str, Path]:
+    """``latent.png`` and ``reference.png``: each model's grid (six validation sources, two per domain; one
+    reference per domain), enlarged and labelled, one model above the other."""
+    from .data import scan_domains
+    from .report import latent_table, reference_table, stacked
+
     pictures: dict[str, Path] = {}
     for kind in ("latent", "reference"):
         tables = []
         for name, (nets, config, _) in models.items():
             device = next(nets.generator.parameters()).device
             size = config.model.img_size
-            batch = sample_batch(scan_domains(data / "val", min_size=size), size, n_src=6, refs_per_domain=1)
+            folders = scan_domains(data / "val", min_size=size)
+            batch = sample_batch(folders, size, n_src=6, refs_per_domain=1)
             x_src = batch.x_src.to(device)
             if kind == "latent":
-                table = latent_table(nets, x_src, domains, config.model.latent_dim, seeds=(0,))
+                table = latent_table(nets, x_src, folders.domains, config.model.latent_dim, seeds=(0,))
             else:
-                table = reference_table(nets, x_src, batch.x_ref.to(device), batch.y_ref.to(device), domains)
+                table = reference_table(nets, x_src, batch.x_ref.to(device), batch.y_ref.to(device), folders.domains)
             tables.append((name, table))
         pictures[kind] = out / f"{kind}.png"
         stacked(tables).save(pictures[kind])
-    plot = plot_metrics(read_metrics(run_dir / "metrics.jsonl"), out / "training.png", TARGETS)
+    return pictures
 
-    minutes = info["train_seconds"] / 60
-    lead = (
-        f"Trained the `demo` preset for {info['step']} steps in {minutes:.1f} minutes (budget {info['minutes']:g}; "
-        f"stopped: {info['stopped']}) on {info['machine']}, PyTorch {info['torch']}, {info['settings']}."
-    )
-    notes = {name: note for name, (_, _, note) in models.items()}
-    table = figures_table(figures)
-    captions = {
-        "latent": "Latent-guided: sources on top; below, each source translated into each domain with one "
-        "random style (the same style along a row). The outputs should have the row's head shape and keep "
-        "their source's pose.",
-        "reference": "Reference-guided: sources on top, one reference per row (left); each output should take "
-        "the reference's domain (head shape) and fur colours, and keep its source's pose.",
-        "training": "The oracle's figures measured during training (a few sources per domain, so they wobble), "
-        "against training steps (bottom) and minutes (top).",
-    }
 
+def _markdown(
+    lead: str, notes: Mapping[str, str], pictures: Mapping[str, Path], table: list[list[str]], plot: Path | None
+) -> str:
     lines = ["# StarGAN v2 demo", "", lead, ""]
     lines += [f"- **{name}**: {note}" for name, note in notes.items()]
     lines += ["", "## What the models do", ""]
-    for kind in ("latent", "reference"):
-        lines += [f"### {kind.capitalize()}-guided", "", captions[kind], "", f"![{kind}]({pictures[kind].name})", ""]
-    lines += ["## Quality (the paper's protocol, judged by the oracle network)", ""]
-    lines += ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    for kind, picture in pictures.items():
+        lines += [f"### {kind.capitalize()}-guided", "", _CAPTIONS[kind], "", f"![{kind}]({picture.name})", ""]
+    lines += [f"## {_QUALITY}", "", "| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
     lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
     if plot is not None:
-        lines += ["", "## During training", "", captions["training"], "", f"![training]({plot.name})"]
+        lines += ["", "## During training", "", _CAPTIONS["training"], "", f"![training]({plot.name})"]
     lines += ["", "Full figures: `quality.json`. Measurements during training: `run/metrics.jsonl`. Config: "]
     lines[-1] += "`run/config.json`."
-    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "\n".join(lines) + "\n"
 
-    body = [f"<h1>StarGAN v2 demo</h1><p>{html.escape(lead)}</p><ul>"]
-    body += [f"<li><b>{html.escape(n)}</b>: {html.escape(t)}</li>" for n, t in notes.items()]
+
+def _html(
+    lead: str, notes: Mapping[str, str], pictures: Mapping[str, Path], table: list[list[str]], plot: Path | None
+) -> str:
+    e = html.escape
+    body = [f"<h1>StarGAN v2 demo</h1><p>{e(lead)}</p><ul>"]
+    body += [f"<li><b>{e(name)}</b>: {e(note)}</li>" for name, note in notes.items()]
     body.append("</ul><h2>What the models do</h2>")
-    for kind in ("latent", "reference"):
+    for kind, picture in pictures.items():
         body.append(
-            f"<h3>{kind.capitalize()}-guided</h3><p>{html.escape(captions[kind])}</p>"
-            f'<img src="{pictures[kind].name}" style="image-rendering: pixelated; max-width: 100%">'
+            f"<h3>{kind.capitalize()}-guided</h3><p>{e(_CAPTIONS[kind])}</p>"
+            f'<img src="{picture.name}" style="image-rendering: pixelated; max-width: 100%">'
         )
-    body.append("<h2>Quality (the paper's protocol, judged by the oracle network)</h2><table>")
-    body.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table[0]) + "</tr>")
-    body += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table[1:]]
+    body.append(f"<h2>{e(_QUALITY)}</h2><table>")
+    body.append("<tr>" + "".join(f"<th>{e(c)}</th>" for c in table[0]) + "</tr>")
+    body += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in table[1:]]
     body.append("</table>")
     if plot is not None:
-        body.append(f"<h2>During training</h2><p>{html.escape(captions['training'])}</p><img src='{plot.name}'>")
-    page = (
+        body.append(f"<h2>During training</h2><p>{e(_CAPTIONS['training'])}</p><img src='{plot.name}'>")
+    return (
         "<!doctype html><meta charset='utf-8'><title>StarGAN v2 demo</title><style>body{font-family:sans-serif;"
         "max-width:1400px;margin:2em auto}td,th{padding:2px 10px;text-align:left}table{border-collapse:collapse}"
         "tr:nth-child(even){background:#f3f3f3}</style>" + "".join(body)
     )
-    path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
