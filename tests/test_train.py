@@ -11,7 +11,15 @@ from torch import Tensor, nn
 from stargan_v2.config import Config, apply_overrides
 from stargan_v2.losses import d_loss, ds_weight, g_loss
 from stargan_v2.model import Nets
-from stargan_v2.train import StepInputs, TrainState, ema_update, init_train_state, make_optimizers, train_step
+from stargan_v2.train import (
+    StepInputs,
+    TrainState,
+    ema_update,
+    init_train_state,
+    make_optimizers,
+    match_optimizer_layout,
+    train_step,
+)
 
 from .conftest import make_inputs
 
@@ -178,3 +186,30 @@ def test_resampling_follows_the_setting(tiny_config: Config, tiny_inputs: StepIn
     state.resampling = "fast"
     with pytest.raises(ValueError, match="auto, fused, separate"):
         train_step(state, tiny_inputs)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_moments_loaded_contiguous_follow_a_channels_last_parameter(fused: bool) -> None:
+    """A checkpoint's moments are contiguous; once matched to the NHWC parameter, the next Adam step is the one
+    an uninterrupted optimiser takes (fused Adam on the CPU would otherwise mix up elements)."""
+    g = torch.Generator().manual_seed(0)
+    w, g1, g2 = (torch.randn(8, 4, 3, 3, generator=g) for _ in range(3))
+    nhwc = torch.channels_last
+
+    def two_steps(reload: bool) -> torch.Tensor:
+        p = torch.nn.Parameter(w.contiguous(memory_format=nhwc))
+        opts = {"o": torch.optim.Adam([p], lr=1e-2, fused=fused)}
+        p.grad = g1.contiguous(memory_format=nhwc)
+        opts["o"].step()
+        if reload:
+            saved = opts["o"].state_dict()
+            saved["state"][0] = {k: v.contiguous() for k, v in saved["state"][0].items()}
+            opts = {"o": torch.optim.Adam([p], lr=1e-2, fused=fused)}
+            opts["o"].load_state_dict(saved)
+            match_optimizer_layout(opts)
+            assert opts["o"].state[p]["exp_avg"].stride() == p.stride()
+        p.grad = g2.contiguous(memory_format=nhwc)
+        opts["o"].step()
+        return p.detach().clone()
+
+    assert torch.equal(two_steps(reload=False), two_steps(reload=True))

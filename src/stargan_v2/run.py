@@ -58,7 +58,7 @@ from .data import (
 from .model import eval_mode
 from .speed import MEMORY_FORMATS, PRECISIONS, RESAMPLINGS, SpeedSettings, resolve_speed
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
-from .train import TrainState, init_train_state, speed_up, train_step, wrap_ddp
+from .train import TrainState, init_train_state, match_optimizer_layout, speed_up, train_step, wrap_ddp
 
 if TYPE_CHECKING:
     from .metrics.monitor import Monitor
@@ -681,6 +681,7 @@ def _apply_settings(state: TrainState, options: RunOptions, device: torch.device
     state.channels_last = settings.channels_last
     speed_up(state.nets, channels_last=settings.channels_last, compile_nets=options.compile)
     speed_up(state.nets_ema, channels_last=settings.channels_last)
+    match_optimizer_layout(state.optimizers)
     return settings
 
 

@@ -173,6 +173,23 @@ def speed_up(nets: Nets, *, channels_last: bool = False, compile_nets: bool = Fa
             module.compile()
 
 
+def match_optimizer_layout(optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    """Give every per-parameter optimiser tensor (Adam's moments) its parameter's memory layout, in place.
+
+    A checkpoint stores the moments contiguous; after ``speed_up(channels_last=True)`` the parameters are
+    NHWC. PyTorch's fused Adam on the CPU walks the parameter, its gradient and its moments as flat memory, so
+    moments in another layout than their parameter are updated against the wrong elements, silently (found as
+    a resumed run that drifted from an uninterrupted one). Call it after loading a state and after changing
+    the parameters' layout.
+    """
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            for p in group["params"]:
+                for key, value in opt.state.get(p, {}).items():
+                    if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
+                        opt.state[p][key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def as_memory_format(inputs: StepInputs, channels_last: bool) -> StepInputs:
     """``inputs`` with the images in channels_last layout when asked for (labels and latents are unchanged)."""
     if not channels_last:
