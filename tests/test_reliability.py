@@ -184,7 +184,7 @@ def test_rollback_lowers_the_learning_rate_and_finishes(
     _nan_from(monkeypatch, step=5, times=1)
     run_dir = tmp_path / "run"
     config = _config(tiny_config, 8, print_every=1, save_every=2)
-    result = train(config, _options(run_dir, data, on_nonfinite="rollback"))
+    result = train(config, _options(run_dir, data, on_nan="rollback"))
     assert result.reason == "finished" and result.step == 8
     log = (run_dir / "log.txt").read_text()
     assert "non-finite D/latent_total at step 5" in log and "rolled back to step 4" in log
@@ -232,12 +232,12 @@ def test_an_unwritable_run_directory_is_refused_before_training(
 
 def test_keep_prunes_only_older_complete_checkpoints(tmp_path: Path, data: Path, tiny_config: Config) -> None:
     run_dir = tmp_path / "run"
-    train(_config(tiny_config, 6, save_every=1), _options(run_dir, data, keep_checkpoints=2))
+    train(_config(tiny_config, 6, save_every=1), _options(run_dir, data, keep=2))
     assert [s for s, _ in list_states(run_dir)] == [5, 6]
     # EMA files (for synthesis and for following quality over training) are all kept.
     assert len(list((run_dir / "checkpoints").glob("ema_*.safetensors"))) == 6
     with pytest.raises(RunError, match="--keep"):
-        train(_config(tiny_config, 6), _options(tmp_path / "other", data, keep_checkpoints=0))
+        train(_config(tiny_config, 6), _options(tmp_path / "other", data, keep=0))
 
 
 def test_deterministic_reruns_are_bit_identical(tmp_path: Path, data: Path, tiny_config: Config) -> None:

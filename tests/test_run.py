@@ -114,7 +114,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path: Path, data: Pa
 
 
 def test_time_budget(tmp_path: Path, data: Path, tiny_config: Config) -> None:
-    result = train(_config(tiny_config, 1000), _options(tmp_path / "run", data, max_seconds=0.0))
+    result = train(_config(tiny_config, 1000), _options(tmp_path / "run", data, minutes=0.0))
     assert result.reason == "time budget" and result.step == 1
     assert result.state_path.is_file() and result.ema_path.is_file()
 

@@ -33,6 +33,7 @@ from .fan import load_fan
 from .malloc import MALLOC_MODES, malloc_mode_from_env, tune_malloc
 from .metrics.fid import FEATURE_NET_CHOICES
 from .model import build_nets, count_parameters
+from .run import ON_NAN_CHOICES
 from .speed import MEMORY_FORMATS, PRECISIONS, RESAMPLINGS
 
 # Argument types. argparse reports their errors as "argument --flag: <message>", shows the usage and exits
@@ -300,15 +301,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         skip_bad_images=args.skip_bad_images,
         device=args.device,
-        max_seconds=args.minutes * 60 if args.minutes is not None else None,
+        minutes=args.minutes,
         progress=not args.no_progress,
         wing=Path(args.wing) if args.wing else None,
         precision=args.precision,
         resampling=args.resampling,
         memory_format=args.memory_format,
         compile=args.compile,
-        keep_checkpoints=args.keep,
-        on_nonfinite=args.on_nan,
+        keep=args.keep,
+        on_nan=args.on_nan,
         deterministic=args.deterministic,
         wandb=args.wandb,
         eval_every=args.eval_every,
@@ -739,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--on-nan",
-        choices=["stop", "rollback"],
+        choices=ON_NAN_CHOICES,
         default="stop",
         help="on a non-finite loss or gradient: stop (default), or reload the last checkpoint with halved lr",
     )

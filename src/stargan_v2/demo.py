@@ -131,7 +131,7 @@ def _train_demo(options: DemoOptions, config: Config, data: Path, run_dir: Path)
             resume=bool(states),
             num_workers=options.workers,
             device=options.device,
-            max_seconds=options.minutes * 60,
+            minutes=options.minutes,
             progress=options.progress,
             eval_every=options.eval_every,
             eval_sources=options.monitor_sources,

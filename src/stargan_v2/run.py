@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 
 #: Fields that may change when a run is resumed: they do not alter what a step computes.
 RESUMABLE_FIELDS = ("total_iters", "print_every", "sample_every", "save_every")
+#: What ``--on-nan`` can do when a loss stops being finite: stop the run, or roll back to the last checkpoint.
+ON_NAN_CHOICES = ("stop", "rollback")
 _STATE_RE = re.compile(r"state_(\d{6,})\.safetensors")
 
 
@@ -80,7 +82,7 @@ class NonFiniteError(RunError):
 class RunOptions:
     """How to run (as opposed to what to train, which is the config).
 
-    ``max_seconds`` stops the run after that much training time (a checkpoint is written); ``wing`` is the
+    ``minutes`` stops the run after that many minutes of training (a checkpoint is written); ``wing`` is the
     authors' face-landmark file for high-pass (``w_hpf > 0``) models. ``device`` is ``cpu``, ``cuda`` or
     ``cuda:N``; under torchrun each process takes the GPU of its ``LOCAL_RANK``. ``precision``,
     ``resampling`` and ``memory_format`` are the speed settings (``stargan_v2.speed``; ``auto`` chooses by the
@@ -94,10 +96,10 @@ class RunOptions:
     num_workers: int = 0
     skip_bad_images: bool = False
     device: str = "cpu"
-    max_seconds: float | None = None
+    minutes: float | None = None
     progress: bool = True
     wing: Path | None = None
-    keep_checkpoints: int = 3
+    keep: int = 3
     #: ``auto``, ``fp32`` or ``bf16`` (bfloat16 autocast of the forward passes).
     precision: str = "auto"
     #: ``auto``, ``fused`` or ``separate``: how the training nets resample.
@@ -108,7 +110,7 @@ class RunOptions:
     compile: bool = False
     #: What a non-finite loss or gradient does: ``stop`` (the newest checkpoint stays the last good one) or
     #: ``rollback`` (reload the newest checkpoint, halve the learning rates, go on; at most ``max_rollbacks``).
-    on_nonfinite: str = "stop"
+    on_nan: str = "stop"
     max_rollbacks: int = 3
     #: ``torch.use_deterministic_algorithms``: bit-identical reruns on CPU; see docs/RELIABILITY.md for GPUs.
     deterministic: bool = False
@@ -622,7 +624,7 @@ def _save(state: TrainState, options: RunOptions, log: _Log, domains: tuple[str,
             "the folder's permissions) and continue with --resume"
         ) from exc
     # Old complete states are dropped only after the new one is safely on disk.
-    for _, old in list_states(options.run_dir)[: -options.keep_checkpoints]:
+    for _, old in list_states(options.run_dir)[: -options.keep]:
         old.unlink(missing_ok=True)
     log.note(f"saved {state_path.name} and {ema_path.name}")
     return state_path, ema_path
@@ -647,10 +649,10 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
     ):
         if value not in choices:
             raise RunError(f"--{name} {value}: choose one of {', '.join(choices)}")
-    if options.on_nonfinite not in ("stop", "rollback"):
-        raise RunError(f"--on-nan {options.on_nonfinite}: choose stop or rollback")
-    if options.keep_checkpoints < 1:
-        raise RunError(f"--keep must be at least 1 (got {options.keep_checkpoints})")
+    if options.on_nan not in ON_NAN_CHOICES:
+        raise RunError(f"--on-nan {options.on_nan}: choose one of {', '.join(ON_NAN_CHOICES)}")
+    if options.keep < 1:
+        raise RunError(f"--keep must be at least 1 (got {options.keep})")
     if options.eval_every is not None and options.eval_every < 1:
         raise RunError(f"--eval-every must be a positive number of steps (got {options.eval_every})")
     if options.eval_sources < 2:
@@ -783,7 +785,9 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
     start, bad_images, reason, rollbacks = time.monotonic(), 0, "finished", 0
     state_path = ema_path = None
     watch = _FaultWatch()
-    plan = _Plan(options.max_seconds, state.step, log, d.device, announce=d.is_main)
+    plan = _Plan(
+        None if options.minutes is None else options.minutes * 60, state.step, log, d.device, announce=d.is_main
+    )
     try:
         with _stop_on_signals() as stop:
             while True:  # one pass per rollback after a numerical fault
@@ -824,7 +828,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
                         _measure(state, monitor, best, log, folders.domains, time.monotonic() - start)
                     # Ctrl-C and the time budget stop every process at the same step. With many processes they
                     # agree at log intervals only, so that a step never waits for the others just to check.
-                    over = options.max_seconds is not None and time.monotonic() - start >= options.max_seconds
+                    over = options.minutes is not None and time.monotonic() - start >= options.minutes * 60
                     if d.enabled:
                         if not logged:
                             continue
@@ -844,7 +848,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
                     break
                 # A numerical fault: never save this state. Stop, or go back to the last good checkpoint.
                 log.note(f"{fault}")
-                if options.on_nonfinite == "stop" or rollbacks >= options.max_rollbacks:
+                if options.on_nan == "stop" or rollbacks >= options.max_rollbacks:
                     reason = "non-finite"
                     raise NonFiniteError(_fault_message(fault, options, rollbacks))
                 rollbacks += 1
