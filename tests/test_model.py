@@ -267,3 +267,20 @@ def test_fused_kernels_first_built_in_inference_mode_still_train() -> None:
         block(x)
     block(x.requires_grad_(True)).float().sum().backward()
     assert block.conv1.weight.grad is not None
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda n, c: n.style_encoder(torch.zeros(2, 3, 16, 16), torch.zeros(2, dtype=torch.long)), "E's image x"),
+        (lambda n, c: n.discriminator(torch.zeros(2, 1, 32, 32), None), "D's image x"),
+        (lambda n, c: n.mapping_network(torch.zeros(2, c.latent_dim + 1), torch.zeros(2, dtype=torch.long)), "F's"),
+        (lambda n, c: n.generator(torch.zeros(2, 3, 32, 32), torch.zeros(3, c.style_dim)), "G's style code s"),
+        (lambda n, c: n.generator(torch.zeros(2, 3, 31, 31), torch.zeros(2, c.style_dim)), "multiples of"),
+    ],
+)
+def test_a_wrong_input_shape_is_named_where_it_enters(call, message: str) -> None:
+    cfg = preset("tiny").model
+    nets = build_nets(cfg)
+    with pytest.raises(ValueError, match=message):
+        call(nets, cfg)

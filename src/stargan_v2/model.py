@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +30,17 @@ def unwrap(module: nn.Module) -> nn.Module:
     """The network inside a ``DistributedDataParallel`` (or ``torch.compile``) wrapper, else ``module`` itself."""
     inner = getattr(module, "module", None) or getattr(module, "_orig_mod", None)
     return unwrap(inner) if isinstance(inner, nn.Module) else module
+
+
+def check_shape(t: Tensor, shape: Sequence[int | None], name: str) -> None:
+    """Raise a ValueError naming ``name`` unless ``t`` has ``shape`` (``None`` matches any size on that axis).
+
+    Used where a module takes its inputs, so that a wrong shape fails there, with the expected shape, rather
+    than several layers later in a matrix product.
+    """
+    if t.dim() != len(shape) or any(want is not None and got != want for got, want in zip(t.shape, shape, strict=True)):
+        expected = "(" + ", ".join("*" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
 
 
 def select_domain(per_domain: Tensor, y: Tensor) -> Tensor:
@@ -267,6 +278,9 @@ class Generator(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.img_size = cfg.img_size
+        self.style_dim = cfg.style_dim
+        #: The image sides must be multiples of this (one halving per downsampling block).
+        self.stride = 2 ** num_generator_downsamplings(cfg)
         dim = cfg.first_dim
         self.from_rgb = nn.Conv2d(3, dim, 3, 1, 1)
         self.encode = nn.ModuleList()
@@ -290,6 +304,10 @@ class Generator(nn.Module):
         """``x (B, 3, H, W)`` in [-1, 1], ``s (B, style_dim)`` -> image ``(B, 3, H, W)`` (no tanh)."""
         if masks is not None and self.hpf is None:
             raise ValueError("masks were given but this generator has no high-pass path (w_hpf=0)")
+        check_shape(x, (None, 3, None, None), "G's image x")
+        check_shape(s, (x.shape[0], self.style_dim), "G's style code s")
+        if x.shape[2] % self.stride or x.shape[3] % self.stride:
+            raise ValueError(f"G's image sides must be multiples of {self.stride}, got {tuple(x.shape[2:])}")
         x = self.from_rgb(x)
         skips: dict[int, Tensor] = {}
         for block in self.encode:
@@ -312,6 +330,7 @@ class MappingNetwork(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         hidden = cfg.hidden_dim
+        self.latent_dim = cfg.latent_dim
         trunk: list[nn.Module] = [nn.Linear(cfg.latent_dim, hidden), nn.ReLU()]
         for _ in range(3):
             trunk += [nn.Linear(hidden, hidden), nn.ReLU()]
@@ -331,6 +350,7 @@ class MappingNetwork(nn.Module):
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
         """``z (B, latent_dim)``, ``y (B,)`` -> ``s (B, style_dim)``."""
+        check_shape(z, (None, self.latent_dim), "F's latent code z")
         h = self.shared(z)
         return select_domain(torch.stack([head(h) for head in self.unshared], dim=1), y)  # (B, K, S) -> (B, S)
 
@@ -355,11 +375,13 @@ class StyleEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         layers, dim = _trunk(cfg)
+        self.img_size = cfg.img_size
         self.shared = nn.Sequential(*layers)
         self.unshared = nn.ModuleList(nn.Linear(dim, cfg.style_dim) for _ in range(cfg.num_domains))
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """``x (B, 3, H, W)``, ``y (B,)`` -> ``s (B, style_dim)``."""
+        """``x (B, 3, H, W)``, ``y (B,)`` -> ``s (B, style_dim)``; ``H = W = img_size``."""
+        check_shape(x, (None, 3, self.img_size, self.img_size), "E's image x")
         h = self.shared(x).flatten(1)  # (B, C, 1, 1) -> (B, C)
         return select_domain(torch.stack([head(h) for head in self.unshared], dim=1), y)
 
@@ -370,10 +392,12 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         layers, dim = _trunk(cfg)
+        self.img_size = cfg.img_size
         self.main = nn.Sequential(*layers, nn.Conv2d(dim, cfg.num_domains, 1, 1, 0))
 
     def forward(self, x: Tensor, y: Tensor | None) -> Tensor:
         """``x (B, 3, H, W)``, ``y (B,)`` -> logits ``(B,)``; with ``y=None`` every domain's logit ``(B, K)``."""
+        check_shape(x, (None, 3, self.img_size, self.img_size), "D's image x")
         logits = self.main(x).flatten(1)  # (B, K, 1, 1) -> (B, K)
         return logits if y is None else select_domain(logits, y)
 
