@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from stargan_v2 import procedural
-from stargan_v2.config import ModelConfig
+from stargan_v2 import assets, procedural
+from stargan_v2.config import ModelConfig, preset
 from stargan_v2.metrics import oracle as oracle_module
 from stargan_v2.metrics.oracle import load_images, load_or_train_oracle, load_params, oracle_path, split_files
 from stargan_v2.metrics.quality import evaluate_quality, frechet_distance, quality_report
@@ -24,6 +24,8 @@ from stargan_v2.model import Nets, build_nets
 
 #: Small enough for a few seconds of training, enough for the oracle to tell the domains apart at 32 px.
 ORACLE_BUDGET = {"steps": 200, "num_images": 2048}
+#: What the shipped demo model must reach by that small oracle (it scores about 0.9 or more; see the test).
+SHIPPED_MIN_ACCURACY = 0.8
 SIZE = 32
 K = len(procedural.DOMAINS)
 
@@ -316,3 +318,32 @@ def test_high_pass_masks_are_made_once_per_source_and_repeated_for_its_outputs(d
         _nets(MaskCheckingGenerator()), _model_config(), dataset, oracle=oracle, num_outputs=4, mask_fn=mask_fn
     )
     assert sum(calls) == 6 * K * (K - 1)  # every source once per task
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The demo model shipped with the package
+
+
+def test_shipped_demo_model_is_small_and_says_how_it_was_made():
+    path = assets.shipped_demo_path()
+    assert path is not None, "src/stargan_v2/assets/demo_ema.safetensors is missing from the package"
+    assert path.stat().st_size <= 10 * 2**20
+    record = assets.shipped_demo_record()
+    assert {"command", "dataset_command", "seed", "steps", "machine", "train_minutes", "figures"} <= set(record)
+    _, config, note = assets.shipped_demo_model()
+    assert config.model == preset("demo").model
+    assert f"{record['steps']} steps" in note
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["latent", "reference"])
+def test_shipped_demo_model_translates_into_the_target_domain(oracle, dataset, mode):
+    """The shipped model's translations have the target's head shape by this file's small oracle (the full
+    oracle's figures are in ``demo_ema.json``); an untrained model's are judged mostly wrong."""
+    nets, config, _ = assets.shipped_demo_model()
+    untrained = build_nets(config.model, discriminator=False).eval()
+    common = {"oracle": oracle, "mode": mode, "num_outputs": 2}
+    shipped = evaluate_quality(nets, config.model, dataset, **common)["domain_accuracy"]
+    baseline = evaluate_quality(untrained, config.model, dataset, **common)["domain_accuracy"]
+    assert shipped >= SHIPPED_MIN_ACCURACY, (shipped, baseline)
+    assert baseline < 0.5, baseline
