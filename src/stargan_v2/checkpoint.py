@@ -29,7 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from . import __version__
+from . import __version__, rundir
 from .config import Config, ModelConfig
 from .model import Discriminator, Generator, MappingNetwork, Nets, StyleEncoder, build_nets
 from .train import TrainState, make_optimizers
@@ -663,11 +663,11 @@ def load_for_synthesis(
     """
     path = Path(path)
     if path.is_dir():
-        folder = path / "checkpoints"
-        files = sorted(folder.glob("ema_*.safetensors")) if folder.is_dir() else []
-        if not files:
-            raise CheckpointError(f"{path} is a folder without checkpoints (expected {folder}/ema_NNNNNN.safetensors)")
-        path = files[-1]
+        newest = rundir.latest_ema(path)
+        if newest is None:
+            expected = rundir.ema_path(path, 0).with_name("ema_NNNNNN.safetensors")
+            raise CheckpointError(f"{path} is a folder without checkpoints (expected {expected})")
+        path = newest
     kind = checkpoint_kind(path)
     if kind == EMA_FORMAT:
         nets, config = load_ema(path, device)

@@ -10,7 +10,8 @@ One run directory holds everything needed to audit and continue a run::
     metrics.jsonl      with --eval-every: the figures measured during training, one JSON object per evaluation
     checkpoints/       state_{step:06d}.safetensors (complete training state) and
                        ema_{step:06d}.safetensors (EMA nets only, for synthesis); with --keep-best, also
-                       best_ema.safetensors and best_ema.json (the EMA nets with the best value of a metric)
+                       best_ema.safetensors and best_ema.json (the EMA nets with the best value of a metric);
+                       their names and how they are listed are defined in ``stargan_v2.rundir``
 
 Every random choice of a step (images, augmentation, latents) is a pure function of (seed, rank, step), and the
 complete state is saved, so a run resumed from a checkpoint continues bit-identically on the same device (and
@@ -27,7 +28,6 @@ import errno
 import itertools
 import json
 import os
-import re
 import signal
 import threading
 import time
@@ -56,6 +56,7 @@ from .data import (
     train_loader,
 )
 from .model import eval_mode
+from .rundir import best_ema_path, checkpoint_dir, ema_path, list_states, state_path
 from .speed import MEMORY_FORMATS, PRECISIONS, RESAMPLINGS, SpeedSettings, resolve_speed
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
 from .train import TrainState, init_train_state, match_optimizer_layout, speed_up, train_step, wrap_ddp
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
 RESUMABLE_FIELDS = ("total_iters", "print_every", "sample_every", "save_every")
 #: What ``--on-nan`` can do when a loss stops being finite: stop the run, or roll back to the last checkpoint.
 ON_NAN_CHOICES = ("stop", "rollback")
-_STATE_RE = re.compile(r"state_(\d{6,})\.safetensors")
 
 
 class RunError(ValueError):
@@ -142,27 +142,6 @@ class RunResult:
     ema_path: Path | None
     seconds: float
     bad_images: int
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The run directory
-# ----------------------------------------------------------------------------------------------------------
-
-
-def checkpoint_dir(run_dir: Path) -> Path:
-    """Where a run keeps its checkpoints."""
-    return Path(run_dir) / "checkpoints"
-
-
-def list_states(run_dir: Path) -> list[tuple[int, Path]]:
-    """The run's training-state files as ``(step, path)``, oldest first."""
-    folder = checkpoint_dir(run_dir)
-    found = []
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if m := _STATE_RE.fullmatch(path.name):
-                found.append((int(m.group(1)), path))
-    return sorted(found)
 
 
 def _start_wandb(project: str, run_dir: Path, config: Config) -> Any:
@@ -512,7 +491,7 @@ class _Best:
         from .metrics.monitor import higher_is_better
 
         self.name, self.higher = name, higher_is_better(name)
-        self.path = checkpoint_dir(run_dir) / "best_ema.safetensors"
+        self.path = best_ema_path(run_dir)
         self.info = self.path.with_suffix(".json")
         self.value: float | None = None
         if self.info.is_file() and self.path.is_file():  # a resumed run goes on from the best it had
@@ -607,11 +586,11 @@ def _resume_state(
 
 def _save(state: TrainState, options: RunOptions, log: _Log, domains: tuple[str, ...]) -> tuple[Path, Path]:
     folder = checkpoint_dir(options.run_dir)
-    state_path = folder / f"state_{state.step:06d}.safetensors"
+    saved_state = state_path(options.run_dir, state.step)
     try:
-        save_training_state(state, state_path, domains=domains)
-        ema_path = save_ema(
-            state.nets_ema, state.config, folder / f"ema_{state.step:06d}.safetensors", step=state.step, domains=domains
+        save_training_state(state, saved_state, domains=domains)
+        saved_ema = save_ema(
+            state.nets_ema, state.config, ema_path(options.run_dir, state.step), step=state.step, domains=domains
         )
     except OSError as exc:
         # The write goes to a temporary file that is renamed only when complete, so nothing older is damaged.
@@ -626,8 +605,8 @@ def _save(state: TrainState, options: RunOptions, log: _Log, domains: tuple[str,
     # Old complete states are dropped only after the new one is safely on disk.
     for _, old in list_states(options.run_dir)[: -options.keep]:
         old.unlink(missing_ok=True)
-    log.note(f"saved {state_path.name} and {ema_path.name}")
-    return state_path, ema_path
+    log.note(f"saved {saved_state.name} and {saved_ema.name}")
+    return saved_state, saved_ema
 
 
 # ----------------------------------------------------------------------------------------------------------
