@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed
-from .checkpoint import CheckpointError, load_training_state, save_ema, save_training_state
+from .checkpoint import CheckpointError, save_ema
 from .config import Config
 from .data import (
     BadImageWarning,
@@ -60,6 +60,7 @@ from .rundir import best_ema_path, checkpoint_dir, ema_path, list_states, state_
 from .speed import MEMORY_FORMATS, PRECISIONS, RESAMPLINGS, SpeedSettings, resolve_speed
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
 from .train import TrainState, init_train_state, match_optimizer_layout, speed_up, train_step, wrap_ddp
+from .training_state import load_training_state, save_training_state
 
 if TYPE_CHECKING:
     from .metrics.monitor import Monitor
