@@ -59,7 +59,7 @@ from .model import eval_mode
 from .rundir import best_ema_path, checkpoint_dir, ema_path, list_states, state_path
 from .speed import MEMORY_FORMATS, PRECISIONS, RESAMPLINGS, SpeedSettings, resolve_speed
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
-from .train import TrainState, init_train_state, match_optimizer_layout, speed_up, train_step, wrap_ddp
+from .train import RunSettings, TrainState, apply_settings, init_train_state, train_step, wrap_ddp
 from .training_state import load_training_state, save_training_state
 
 if TYPE_CHECKING:
@@ -656,15 +656,15 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
         distributed.shutdown()
 
 
-def _apply_settings(state: TrainState, options: RunOptions, device: torch.device) -> SpeedSettings:
-    """The run's speed settings on a fresh, resumed or rolled-back state (they are not part of a checkpoint)."""
-    settings = resolve_speed(device, state.config.model, options.precision, options.resampling, options.memory_format)
-    state.precision, state.resampling = settings.precision, settings.resampling
-    state.channels_last = settings.channels_last
-    speed_up(state.nets, channels_last=settings.channels_last, compile_nets=options.compile)
-    speed_up(state.nets_ema, channels_last=settings.channels_last)
-    match_optimizer_layout(state.optimizers)
-    return settings
+def _apply_settings(state: TrainState, options: RunOptions, d: distributed.Dist) -> tuple[RunSettings, SpeedSettings]:
+    """The run's settings, put into effect on a fresh, resumed or rolled-back state (they are not part of a
+    checkpoint): resolved from ``options`` for the device and the model, with DDP wrappers in many processes."""
+    speed = resolve_speed(d.device, state.config.model, options.precision, options.resampling, options.memory_format)
+    settings = RunSettings.from_speed(speed, compile=options.compile)
+    apply_settings(state, settings)
+    if d.enabled:
+        settings = dataclasses.replace(settings, ddp=wrap_ddp(state.nets))
+    return settings, speed
 
 
 def _make_deterministic() -> None:
@@ -720,9 +720,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
         # Every process starts from the same weights (DDP also broadcasts rank 0's).
         torch.manual_seed(config.train.seed)
         state = init_train_state(config, device=d.device, fan=fan)
-    settings = _apply_settings(state, options, d.device)
-    if d.enabled:
-        wrap_ddp(state)
+    settings, speed = _apply_settings(state, options, d)
     config = state.config
     if d.is_main:
         (run_dir / "config.json").write_text(config.to_json() + "\n", encoding="utf-8")
@@ -746,7 +744,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
     log.note(
         f"{'resumed at' if state.step else 'started at'} step {state.step} of {cfg.total_iters}; data {folders.root} "
         f"({folders.num_images} images, domains {', '.join(folders.domains)}); device {d.device}; "
-        f"{settings.describe()}{', compiled' if options.compile else ''}; "
+        f"{speed.describe()}{', compiled' if options.compile else ''}; "
         f"batch {cfg.batch_size} per process x {d.world_size} process(es) = "
         f"{cfg.batch_size * d.world_size} images per step"
     )
@@ -776,7 +774,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
                 )
                 fault = None
                 for batch in loader:
-                    stats = train_step(state, to_step_inputs(batch, d.device))
+                    stats = train_step(state, to_step_inputs(batch, d.device), settings)
                     bad_images += int(batch["bad_images"])
                     step = state.step
                     plan.step(step, start)
@@ -832,7 +830,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
                     reason = "non-finite"
                     raise NonFiniteError(_fault_message(fault, options, rollbacks))
                 rollbacks += 1
-                state = _rollback(state, options, fan, d, log, fault)
+                state, settings = _rollback(state, options, fan, d, log, fault)
                 config, cfg = state.config, state.config.train
                 watch.reset()
                 if bar is not None:
@@ -877,7 +875,7 @@ def _rollback(
     d: distributed.Dist,
     log: _Log,
     fault: str,
-) -> TrainState:
+) -> tuple[TrainState, RunSettings]:
     """Reload the newest checkpoint and halve the learning rates (kept in the config, so a resume keeps them)."""
     if not list_states(options.run_dir):
         raise NonFiniteError(f"training stopped: {fault}; there is no checkpoint to roll back to")
@@ -890,11 +888,9 @@ def _rollback(
     for name, opt in good.optimizers.items():
         for group in opt.param_groups:
             group["lr"] = train_cfg.f_lr if name == "mapping_network" else train_cfg.lr
-    _apply_settings(good, options, d.device)
-    if d.enabled:
-        wrap_ddp(good)
+    settings, _ = _apply_settings(good, options, d)
     log.note(f"rolled back to step {good.step} with lr={train_cfg.lr:g}, f_lr={train_cfg.f_lr:g}")
-    return good
+    return good, settings
 
 
 __all__ = [
