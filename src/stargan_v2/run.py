@@ -55,9 +55,10 @@ from .data import (
     to_step_inputs,
     train_loader,
 )
+from .losses import Stats
 from .model import eval_mode
 from .rundir import best_ema_path, checkpoint_dir, ema_path, list_states, state_path
-from .speed import MEMORY_FORMATS, PRECISIONS, RESAMPLINGS, SpeedSettings, resolve_speed
+from .speed import MEMORY_FORMATS, PRECISIONS, RESAMPLINGS, resolve_speed
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
 from .train import RunSettings, TrainState, apply_settings, init_train_state, train_step, wrap_ddp
 from .training_state import load_training_state, save_training_state
@@ -656,7 +657,7 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
         distributed.shutdown()
 
 
-def _apply_settings(state: TrainState, options: RunOptions, d: distributed.Dist) -> tuple[RunSettings, SpeedSettings]:
+def _apply_settings(state: TrainState, options: RunOptions, d: distributed.Dist) -> RunSettings:
     """The run's settings, put into effect on a fresh, resumed or rolled-back state (they are not part of a
     checkpoint): resolved from ``options`` for the device and the model, with DDP wrappers in many processes."""
     speed = resolve_speed(d.device, state.config.model, options.precision, options.resampling, options.memory_format)
@@ -664,7 +665,7 @@ def _apply_settings(state: TrainState, options: RunOptions, d: distributed.Dist)
     apply_settings(state, settings)
     if d.enabled:
         settings = dataclasses.replace(settings, ddp=wrap_ddp(state.nets))
-    return settings, speed
+    return settings
 
 
 def _make_deterministic() -> None:
@@ -696,6 +697,30 @@ def _prepare_run_dir(run_dir: Path) -> None:
 
 
 def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Path, d: distributed.Dist) -> RunResult:
+    state, settings, folders, val = _start_state(config, options, explicit, run_dir, d)
+    run = _open_run(state, settings, options, run_dir, d, folders, val)
+    reason, paths = "finished", (None, None)
+    try:
+        with _stop_on_signals() as run.stop:
+            state, reason = _train_steps(run, state, settings)
+            paths = _finish(run, state)
+    except NonFiniteError:
+        reason = "non-finite"
+        raise
+    finally:
+        if run.bar is not None:
+            run.bar.close()
+        run.log.note(f"stopped at step {run.step}: {reason}")
+        run.log.close()
+    seconds = time.monotonic() - run.start
+    return RunResult(state.step, reason, run_dir, paths[0], paths[1], seconds, run.bad_images)
+
+
+def _start_state(
+    config: Config, options: RunOptions, explicit: set[str], run_dir: Path, d: distributed.Dist
+) -> tuple[TrainState, RunSettings, DomainFolders, DomainFolders | None]:
+    """Check the data and the run directory, then start or resume the state with the run's settings applied;
+    also returns the training and validation folders."""
     fan = _load_fan(options, config, d.device)
     # Images smaller than the model are refused here, before anything is written.
     size = config.model.img_size
@@ -705,7 +730,6 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
     if options.val_data is not None:
         val = scan_domains(options.val_data, min_size=size, skip_bad_images=options.skip_bad_images)
         check_same_domains(folders, val)
-
     has_states = bool(list_states(run_dir))
     if has_states and not options.resume:
         raise RunError(
@@ -720,15 +744,53 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
         # Every process starts from the same weights (DDP also broadcasts rank 0's).
         torch.manual_seed(config.train.seed)
         state = init_train_state(config, device=d.device, fan=fan)
-    settings, speed = _apply_settings(state, options, d)
-    config = state.config
+    settings = _apply_settings(state, options, d)
     if d.is_main:
-        (run_dir / "config.json").write_text(config.to_json() + "\n", encoding="utf-8")
+        (run_dir / "config.json").write_text(state.config.to_json() + "\n", encoding="utf-8")
+    return state, settings, folders, val
 
-    cfg = config.train
+
+@dataclass
+class _Run:
+    """What the steps of one run share, besides the state and its settings (which a rollback replaces)."""
+
+    options: RunOptions
+    d: distributed.Dist
+    run_dir: Path
+    folders: DomainFolders
+    batches: TrainBatches
+    samples: SampleBatch | None
+    monitor: Monitor | None
+    best: _Best | None
+    log: _Log
+    bar: Any
+    plan: _Plan
+    start: float
+    #: The step the run has reached (for the last line of the log, whatever stops the run).
+    step: int
+    watch: _FaultWatch = dataclasses.field(default_factory=_FaultWatch)
+    #: Set by Ctrl-C or SIGTERM (``_stop_on_signals``).
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    bad_images: int = 0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def _open_run(
+    state: TrainState,
+    settings: RunSettings,
+    options: RunOptions,
+    run_dir: Path,
+    d: distributed.Dist,
+    folders: DomainFolders,
+    val: DomainFolders | None,
+) -> _Run:
+    """The data stream, the sample images, the monitor, the log and the progress bar of a started state."""
+    config, cfg, size = state.config, state.config.train, state.config.model.img_size
     batches = TrainBatches(
         folders,
-        config.model.img_size,
+        size,
         cfg.batch_size,
         cfg.randcrop_prob,
         config.model.latent_dim,
@@ -744,7 +806,7 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
     log.note(
         f"{'resumed at' if state.step else 'started at'} step {state.step} of {cfg.total_iters}; data {folders.root} "
         f"({folders.num_images} images, domains {', '.join(folders.domains)}); device {d.device}; "
-        f"{speed.describe()}{', compiled' if options.compile else ''}; "
+        f"{settings.describe()}{', compiled' if options.compile else ''}; "
         f"batch {cfg.batch_size} per process x {d.world_size} process(es) = "
         f"{cfg.batch_size * d.world_size} images per step"
     )
@@ -759,99 +821,130 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.total_iters, initial=state.step, unit="it", dynamic_ncols=True)
+    budget = None if options.minutes is None else options.minutes * 60
+    plan = _Plan(budget, state.step, log, d.device, announce=d.is_main)
+    start = time.monotonic()
+    return _Run(options, d, run_dir, folders, batches, samples, monitor, best, log, bar, plan, start, state.step)
 
-    start, bad_images, reason, rollbacks = time.monotonic(), 0, "finished", 0
-    state_path = ema_path = None
-    watch = _FaultWatch()
-    plan = _Plan(
-        None if options.minutes is None else options.minutes * 60, state.step, log, d.device, announce=d.is_main
+
+@dataclass(frozen=True)
+class _Stop:
+    """Why the steps stopped: ``reason`` is ``finished``, ``interrupted`` or ``time budget``, or ``non-finite``
+    with the ``fault`` that says which value became non-finite at which step."""
+
+    reason: str
+    fault: str | None = None
+
+
+def _train_steps(run: _Run, state: TrainState, settings: RunSettings) -> tuple[TrainState, str]:
+    """Train until a stop reason. A numerical fault never reaches a checkpoint: it stops the run
+    (``NonFiniteError``) or rolls back to the newest checkpoint and trains on from there (``--on-nan``).
+    Returns the final state (a rolled-back one after a fault) and the reason it stopped."""
+    options = run.options
+    for rollbacks in itertools.count():
+        stop = _step_loop(run, state, settings)
+        # The steps since the last check are checked too, before the final save (in every process).
+        fault = stop.fault if stop.fault is not None else run.watch.check(run.d)
+        if fault is None:
+            return state, stop.reason
+        run.log.note(fault)
+        if options.on_nan == "stop" or rollbacks >= options.max_rollbacks:
+            raise NonFiniteError(_fault_message(fault, options, rollbacks))
+        state, settings = _rollback(state, options, run.d, run.log, fault)
+        run.watch.reset()
+        run.step = state.step
+        if run.bar is not None:
+            run.bar.reset(total=state.config.train.total_iters)
+            run.bar.update(state.step)
+    raise AssertionError("unreachable")  # itertools.count() never ends
+
+
+def _step_loop(run: _Run, state: TrainState, settings: RunSettings) -> _Stop:
+    """Steps from ``state.step`` until the last one, or until ``_after_step`` gives a reason to stop."""
+    cfg, device = state.config.train, run.d.device
+    loader = train_loader(
+        run.batches, state.step, cfg.total_iters, run.options.num_workers, pin_memory=device.type == "cuda"
     )
-    try:
-        with _stop_on_signals() as stop:
-            while True:  # one pass per rollback after a numerical fault
-                loader = train_loader(
-                    batches, state.step, cfg.total_iters, options.num_workers, pin_memory=d.device.type == "cuda"
-                )
-                fault = None
-                for batch in loader:
-                    stats = train_step(state, to_step_inputs(batch, d.device), settings)
-                    bad_images += int(batch["bad_images"])
-                    step = state.step
-                    plan.step(step, start)
-                    watch.add(step, stats)
-                    logged = step % cfg.print_every == 0 or step == cfg.total_iters
-                    saving = step % cfg.save_every == 0 and step != cfg.total_iters
-                    # A fault is looked for (one device sync) only at log intervals and before a checkpoint, so
-                    # that a bad state is never saved and the step itself never waits.
-                    if (logged or saving) and (fault := watch.check(d)) is not None:
-                        break
-                    if logged:
-                        # The losses are read (a device sync) only here, averaged over the processes.
-                        values = {k: float(v) for k, v in distributed.mean_across(d, stats).items()}
-                        values["time"] = time.monotonic() - start
-                        log.scalars(step, values)
-                        if bar is not None:
-                            bar.set_postfix(
-                                D=f"{values['D/latent_total']:.3f}",
-                                G=f"{values['G/latent_total']:.3f}",
-                                ds=f"{values['G/latent_ds']:.3f}",
-                            )
-                    if bar is not None:
-                        bar.update(1)
-                    if step % cfg.sample_every == 0 and samples is not None:
-                        write_samples(state, samples, run_dir / "samples", log)
-                    if saving and d.is_main:
-                        _save(state, options, log, folders.domains)
-                    if monitor is not None and step % options.eval_every == 0:  # type: ignore[operator]
-                        _measure(state, monitor, best, log, folders.domains, time.monotonic() - start)
-                    # Ctrl-C and the time budget stop every process at the same step. With many processes they
-                    # agree at log intervals only, so that a step never waits for the others just to check.
-                    over = options.minutes is not None and time.monotonic() - start >= options.minutes * 60
-                    if d.enabled:
-                        if not logged:
-                            continue
-                        interrupted = distributed.any_across(d, stop.is_set())
-                        over = distributed.any_across(d, over)
-                    else:
-                        interrupted = stop.is_set()
-                    if interrupted:
-                        reason = "interrupted"
-                        break
-                    if over:
-                        reason = "time budget"
-                        break
-                if fault is None:
-                    fault = watch.check(d)  # the steps since the last check, before the final save
-                if fault is None:
-                    break
-                # A numerical fault: never save this state. Stop, or go back to the last good checkpoint.
-                log.note(f"{fault}")
-                if options.on_nan == "stop" or rollbacks >= options.max_rollbacks:
-                    reason = "non-finite"
-                    raise NonFiniteError(_fault_message(fault, options, rollbacks))
-                rollbacks += 1
-                state, settings = _rollback(state, options, fan, d, log, fault)
-                config, cfg = state.config, state.config.train
-                watch.reset()
-                if bar is not None:
-                    bar.reset(total=cfg.total_iters)
-                    bar.update(state.step)
-            bad_images = distributed.sum_across(d, bad_images)
-            if bad_images:
-                log.note(f"skipped {bad_images} unreadable images (--skip-bad-images)")
-            if samples is not None and state.step % cfg.sample_every != 0:
-                write_samples(state, samples, run_dir / "samples", log)
-            if monitor is not None and state.step % options.eval_every != 0:  # type: ignore[operator]
-                _measure(state, monitor, best, log, folders.domains, time.monotonic() - start)
-            if d.is_main:
-                state_path, ema_path = _save(state, options, log, folders.domains)
-            distributed.barrier(d)
-    finally:
-        if bar is not None:
-            bar.close()
-        log.note(f"stopped at step {state.step}: {reason}")
-        log.close()
-    return RunResult(state.step, reason, run_dir, state_path, ema_path, time.monotonic() - start, bad_images)
+    for batch in loader:
+        stats = train_step(state, to_step_inputs(batch, device), settings)
+        run.bad_images += int(batch["bad_images"])
+        if (stop := _after_step(run, state, stats)) is not None:
+            return stop
+    return _Stop("finished")
+
+
+def _after_step(run: _Run, state: TrainState, stats: Stats) -> _Stop | None:
+    """What follows a step: fault checks, the log, samples, checkpoints, measurements; returns a reason to stop
+    (``None``: go on). Every process takes the same branches at the same step, so that the collective
+    operations in it (fault checks, loss averages, the stop agreement) match across processes."""
+    cfg, d, options = state.config.train, run.d, run.options
+    step = run.step = state.step
+    run.plan.step(step, run.start)
+    run.watch.add(step, stats)
+    logged = step % cfg.print_every == 0 or step == cfg.total_iters
+    saving = step % cfg.save_every == 0 and step != cfg.total_iters
+    # A fault is looked for (one device sync) only at log intervals and before a checkpoint, so that a bad
+    # state is never saved and the step itself never waits.
+    if (logged or saving) and (fault := run.watch.check(d)) is not None:
+        return _Stop("non-finite", fault)
+    if logged:
+        _log_losses(run, step, stats)
+    if run.bar is not None:
+        run.bar.update(1)
+    if step % cfg.sample_every == 0 and run.samples is not None:
+        write_samples(state, run.samples, run.run_dir / "samples", run.log)
+    if saving and d.is_main:
+        _save(state, options, run.log, run.folders.domains)
+    if run.monitor is not None and step % options.eval_every == 0:  # type: ignore[operator]
+        _measure(state, run.monitor, run.best, run.log, run.folders.domains, run.elapsed())
+    return _stop_requested(run, logged)
+
+
+def _log_losses(run: _Run, step: int, stats: Stats) -> None:
+    """Log the step's losses (a device sync), averaged over the processes."""
+    values = {k: float(v) for k, v in distributed.mean_across(run.d, stats).items()}
+    values["time"] = run.elapsed()
+    run.log.scalars(step, values)
+    if run.bar is not None:
+        run.bar.set_postfix(
+            D=f"{values['D/latent_total']:.3f}", G=f"{values['G/latent_total']:.3f}", ds=f"{values['G/latent_ds']:.3f}"
+        )
+
+
+def _stop_requested(run: _Run, logged: bool) -> _Stop | None:
+    """Ctrl-C and the time budget stop every process at the same step. With many processes they agree at log
+    intervals only (``logged``), so that a step never waits for the others just to check."""
+    d, minutes = run.d, run.options.minutes
+    over = minutes is not None and run.elapsed() >= minutes * 60
+    if d.enabled:
+        if not logged:
+            return None
+        interrupted = distributed.any_across(d, run.stop.is_set())
+        over = distributed.any_across(d, over)
+    else:
+        interrupted = run.stop.is_set()
+    if interrupted:
+        return _Stop("interrupted")
+    if over:
+        return _Stop("time budget")
+    return None
+
+
+def _finish(run: _Run, state: TrainState) -> tuple[Path | None, Path | None]:
+    """The last samples, measurement and checkpoint of a run that stopped cleanly; their paths (rank 0)."""
+    options, d, cfg = run.options, run.d, state.config.train
+    run.bad_images = distributed.sum_across(d, run.bad_images)
+    if run.bad_images:
+        run.log.note(f"skipped {run.bad_images} unreadable images (--skip-bad-images)")
+    if run.samples is not None and state.step % cfg.sample_every != 0:
+        write_samples(state, run.samples, run.run_dir / "samples", run.log)
+    if run.monitor is not None and state.step % options.eval_every != 0:  # type: ignore[operator]
+        _measure(state, run.monitor, run.best, run.log, run.folders.domains, run.elapsed())
+    paths: tuple[Path | None, Path | None] = (None, None)
+    if d.is_main:
+        paths = _save(state, options, run.log, run.folders.domains)
+    distributed.barrier(d)
+    return paths
 
 
 def _fault_message(fault: str, options: RunOptions, rollbacks: int) -> str:
@@ -871,7 +964,6 @@ def _fault_message(fault: str, options: RunOptions, rollbacks: int) -> str:
 def _rollback(
     state: TrainState,
     options: RunOptions,
-    fan: nn.Module | None,
     d: distributed.Dist,
     log: _Log,
     fault: str,
@@ -879,7 +971,7 @@ def _rollback(
     """Reload the newest checkpoint and halve the learning rates (kept in the config, so a resume keeps them)."""
     if not list_states(options.run_dir):
         raise NonFiniteError(f"training stopped: {fault}; there is no checkpoint to roll back to")
-    good = _resume_state(options, state.config, set(), fan, d.device)
+    good = _resume_state(options, state.config, set(), state.fan, d.device)
     now = state.config.train
     # Halve the rates in use (a second rollback halves again); keep this run's resumable settings.
     kept = {name: getattr(now, name) for name in RESUMABLE_FIELDS}
@@ -888,7 +980,7 @@ def _rollback(
     for name, opt in good.optimizers.items():
         for group in opt.param_groups:
             group["lr"] = train_cfg.f_lr if name == "mapping_network" else train_cfg.lr
-    settings, _ = _apply_settings(good, options, d)
+    settings = _apply_settings(good, options, d)
     log.note(f"rolled back to step {good.step} with lr={train_cfg.lr:g}, f_lr={train_cfg.f_lr:g}")
     return good, settings
 

@@ -152,6 +152,10 @@ class RunSettings:
         """The settings of a resolved ``stargan_v2.speed.SpeedSettings``."""
         return cls(speed.precision, speed.resampling, speed.channels_last, compile)
 
+    def describe(self) -> str:
+        """``"fp32, fused resampling, channels_last"``."""
+        return SpeedSettings(self.precision, self.resampling, self.channels_last).describe()
+
     @property
     def fused_resampling(self) -> bool:
         """Whether the training nets fold resampling into their convolutions."""
