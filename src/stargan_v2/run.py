@@ -697,9 +697,11 @@ def _prepare_run_dir(run_dir: Path) -> None:
 
 
 def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Path, d: distributed.Dist) -> RunResult:
+    """Start or resume, train until a stop reason (``_train_steps``), then the final samples and checkpoint."""
     state, settings, folders, val = _start_state(config, options, explicit, run_dir, d)
     run = _open_run(state, settings, options, run_dir, d, folders, val)
-    reason, paths = "finished", (None, None)
+    reason = "finished"
+    paths: tuple[Path | None, Path | None] = (None, None)
     try:
         with _stop_on_signals() as run.stop:
             state, reason = _train_steps(run, state, settings)
