@@ -11,9 +11,14 @@ import torch
 from stargan_v2.bench import authors_train_step, bench_synth, bench_train
 from stargan_v2.cli import main
 from stargan_v2.config import preset
-from stargan_v2.train import init_train_state, train_step
+from stargan_v2.model import AdainResBlock, ResBlock
+from stargan_v2.train import RunSettings, apply_settings, init_train_state, train_step
 
 from .conftest import make_inputs
+
+
+def _authors_step(state, inputs, settings: RunSettings) -> None:
+    authors_train_step(state, inputs)  # always fp32, separate resampling
 
 
 def _weights(state) -> dict[str, torch.Tensor]:
@@ -33,13 +38,15 @@ def test_authors_order_of_work_gives_our_update() -> None:
     try:
         config = preset("tiny").override(["ema_beta=0.9"])
         states = []
-        for step_fn, resampling in ((train_step, "fused"), (train_step, "separate"), (authors_train_step, "auto")):
+        for step_fn, resampling in ((train_step, "fused"), (train_step, "separate"), (_authors_step, "auto")):
             torch.manual_seed(0)
             state = init_train_state(config)
-            state.resampling = resampling
+            settings = RunSettings(resampling=resampling)
+            apply_settings(state, settings)
             for step in range(2):
-                step_fn(state, make_inputs(config, batch=3, seed=step))
-            assert state.fused_resampling() == (resampling == "fused")
+                step_fn(state, make_inputs(config, batch=3, seed=step), settings)
+            blocks = [m for _, n in state.nets.items() for m in n.modules() if isinstance(m, (ResBlock, AdainResBlock))]
+            assert all(m.fused_resampling == (resampling == "fused") for m in blocks)
             states.append(_weights(state))
         torch.manual_seed(0)
         initial = _weights(init_train_state(config))

@@ -545,3 +545,21 @@ def test_a_generator_the_authors_cannot_build_is_not_exported_in_their_format(tm
     with pytest.raises(CheckpointError, match=r"g_bottleneck is set.*--format ema"):
         export_official(build_nets(cfg, discriminator=False), tmp_path / "000001_nets_ema.ckpt")
     assert not (tmp_path / "000001_nets_ema.ckpt").exists()
+
+
+def test_serialisation_imports_no_training_code():
+    """The checkpoint formats stand alone: no module-level import of train, run or training_state (the old names
+    ``checkpoint.save_training_state`` / ``load_training_state`` still resolve, lazily, to training_state's)."""
+    import ast
+
+    from stargan_v2 import checkpoint, checkpoint_io, official, training_state
+
+    for module in (checkpoint, checkpoint_io, official):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        imported = {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+        assert not imported & {"train", "run", "training_state", "__init__"}, module.__name__
+        assert "__version__" not in {a.name for n in tree.body if isinstance(n, ast.ImportFrom) and not n.module
+                                     for a in n.names}  # fmt: skip
+    assert checkpoint.save_training_state is training_state.save_training_state
+    assert checkpoint.load_training_state is training_state.load_training_state

@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 from stargan_v2 import distributed
 from stargan_v2.checkpoint import load_training_state
 from stargan_v2.config import preset
-from stargan_v2.train import StepInputs, init_train_state, train_step, wrap_ddp
+from stargan_v2.train import RunSettings, StepInputs, init_train_state, train_step, wrap_ddp
 
 from .conftest import make_inputs
 from .test_run import _folder
@@ -72,12 +72,12 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         # Rank 1 starts elsewhere on purpose: DDP must broadcast rank 0's initial weights.
         torch.manual_seed(0 if rank == 0 else 123)
         state = init_train_state(config)
-        wrap_ddp(state)
+        settings = RunSettings(ddp=wrap_ddp(state.nets))
         # The EMA copies are not wrapped: start them from rank 0's weights as the run does (same seed).
         for (_, ema), (_, net) in zip(state.nets_ema.items(), list(state.nets.items())[:3], strict=True):
             ema.load_state_dict(net.state_dict())
         for step in range(STEPS):
-            train_step(state, _shard(make_inputs(config, batch=WORLD * PER_RANK, seed=step), rank))
+            train_step(state, _shard(make_inputs(config, batch=WORLD * PER_RANK, seed=step), rank), settings)
         torch.save(_state_tensors(state), Path(out_dir) / f"rank{rank}.pt")
     finally:
         distributed.shutdown()

@@ -20,7 +20,7 @@ import torch
 from stargan_v2.checkpoint import OfficialModel, load_official
 from stargan_v2.config import Config, TrainConfig
 from stargan_v2.losses import d_loss, g_loss
-from stargan_v2.train import StepInputs, TrainState, make_optimizers, speed_up, train_step
+from stargan_v2.train import RunSettings, StepInputs, TrainState, apply_settings, make_optimizers, train_step
 
 from .conftest import FIXTURES_ENV, official_fixtures
 
@@ -158,8 +158,9 @@ def _one_iteration(
     nets, nets_ema = model.nets, _load(case, "000000_nets_ema.ckpt").nets
     cfg = _train_config(io)
     state = TrainState(Config(model.config, cfg), nets, nets_ema, make_optimizers(nets, cfg), fan=model.fan)
-    state.resampling, state.channels_last = SETTINGS[settings]
-    speed_up(state.nets, channels_last=state.channels_last)
+    resampling, channels_last = SETTINGS[settings]
+    run = RunSettings(resampling=resampling, channels_last=channels_last)
+    apply_settings(state, run)
     names = {id(p): (net, key) for net, module in nets.items() for key, p in module.named_parameters()}
     steps: list[dict[tuple[str, str], torch.Tensor]] = []
 
@@ -170,7 +171,7 @@ def _one_iteration(
     for optimizer in state.optimizers.values():
         optimizer.register_step_pre_hook(record)
     inputs = StepInputs(io["x"], io["y_org"], io["y_trg"], io["z_trg"], io["z_trg2"], io["x_ref"], io["x_ref2"])
-    train_step(state, inputs)
+    train_step(state, inputs, run)
     # One optimiser step per stepped network, in the order of UPDATES.
     sizes = [len(stepped) for stepped in UPDATES.values()]
     assert len(steps) == sum(sizes), f"{len(steps)} optimiser steps, expected {sum(sizes)}"

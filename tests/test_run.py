@@ -225,3 +225,25 @@ def test_wandb_logging_is_optional_and_resumes_the_same_run(
     with pytest.raises(RunError, match="pip install wandb"):
         train(_config(tiny_config, 2), _options(tmp_path / "other", data, wandb="p"))
     train(_config(tiny_config, 1), _options(tmp_path / "plain", data))
+
+
+def test_newest_checkpoint_is_chosen_by_step_past_six_digits(tmp_path: Path, data: Path, tiny_config: Config) -> None:
+    """``state_1000000`` sorts before ``state_999999`` as a string; resume and synthesis both take 1,000,000."""
+    from stargan_v2 import rundir
+    from stargan_v2.checkpoint import save_ema, save_training_state
+    from stargan_v2.train import init_train_state
+
+    run = tmp_path / "run"
+    config = _config(tiny_config, 1_000_001)
+    state = init_train_state(config)
+    for step in (999_999, 1_000_000):
+        state.step = step
+        save_training_state(state, rundir.state_path(run, step), domains=("a", "b"))
+        save_ema(state.nets_ema, config, rundir.ema_path(run, step), step=step, domains=("a", "b"))
+    assert [step for step, _ in list_states(run)] == [999_999, 1_000_000]
+    assert rundir.latest_state(run) == rundir.state_path(run, 1_000_000)
+    assert load_for_synthesis(run).source == rundir.ema_path(run, 1_000_000)
+
+    result = train(config, _options(run, data, resume=True), explicit={"total_iters"})
+    assert result.step == 1_000_001
+    assert "resumed at step 1000000 " in (run / "log.txt").read_text()

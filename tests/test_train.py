@@ -12,8 +12,10 @@ from stargan_v2.config import Config, apply_overrides
 from stargan_v2.losses import d_loss, ds_weight, g_loss
 from stargan_v2.model import Nets
 from stargan_v2.train import (
+    RunSettings,
     StepInputs,
     TrainState,
+    apply_settings,
     ema_update,
     init_train_state,
     make_optimizers,
@@ -54,7 +56,6 @@ def _reference_step(state: TrainState, i: StepInputs) -> None:
 def _twin_states(config: Config) -> tuple[TrainState, TrainState]:
     torch.manual_seed(0)
     a = init_train_state(config)
-    a.apply_resampling()  # fp32: separate pooling/upsampling, as the plain algorithm below writes them
     b = copy.deepcopy(a)
     b.optimizers = make_optimizers(b.nets, config.train)
     return a, b
@@ -169,23 +170,24 @@ def test_high_pass_training_step_uses_masks(tiny_config: Config) -> None:
 
 
 def test_resampling_follows_the_setting(tiny_config: Config, tiny_inputs: StepInputs) -> None:
-    """``auto`` folds resampling into the convolutions, ``separate`` keeps the authors' order; the step applies it."""
+    """``auto`` folds resampling into the convolutions, ``separate`` keeps the authors' order; applying the
+    settings sets it once, and the steps keep it."""
     from stargan_v2.model import AdainResBlock, ResBlock
 
     state = init_train_state(tiny_config)
-    assert state.resampling == "auto" and state.fused_resampling()
-    state.resampling = "separate"
-    assert not state.fused_resampling()
-    state.resampling = "fused"
-    train_step(state, tiny_inputs)
+    assert RunSettings().fused_resampling and RunSettings(resampling="auto").fused_resampling
+    assert not RunSettings(resampling="separate").fused_resampling
     blocks = [m for _, net in state.nets.items() for m in net.modules() if isinstance(m, (ResBlock, AdainResBlock))]
-    assert blocks and all(m.fused_resampling for m in blocks)
-    state.resampling = "separate"
-    train_step(state, tiny_inputs)
-    assert not any(m.fused_resampling for m in blocks)
-    state.resampling = "fast"
+    for resampling, fused in (("fused", True), ("separate", False), ("auto", True)):
+        settings = RunSettings(resampling=resampling)
+        apply_settings(state, settings)
+        train_step(state, tiny_inputs, settings)
+        train_step(state, tiny_inputs, settings)
+        assert blocks and all(m.fused_resampling == fused for m in blocks)
     with pytest.raises(ValueError, match="auto, fused, separate"):
-        train_step(state, tiny_inputs)
+        RunSettings(resampling="fast")
+    with pytest.raises(ValueError, match="fp32 or bf16"):
+        RunSettings(precision="auto")
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -10,19 +10,9 @@ The main entry points:
 - ``StarGANv2.from_checkpoint(path).translate(images, domain=...)``: translate images with a trained model.
 """
 
-__version__ = "0.1.0"
-
-from .api import StarGANv2  # the version must exist before submodules import it
-from .checkpoint import (
-    CheckpointError,
-    OfficialModel,
-    export_official,
-    load_ema,
-    load_official,
-    load_training_state,
-    save_ema,
-    save_training_state,
-)
+from ._version import __version__
+from .api import StarGANv2
+from .checkpoint import CheckpointError, load_ema, save_ema
 from .config import Config, ConfigError, ModelConfig, TrainConfig, apply_overrides, preset
 from .model import (
     Discriminator,
@@ -32,7 +22,9 @@ from .model import (
     StyleEncoder,
     build_nets,
 )
+from .official import OfficialModel, export_official, load_official
 from .train import StepInputs, TrainState, init_train_state, train_step
+from .training_state import load_training_state, save_training_state
 
 __all__ = [
     "CheckpointError",

@@ -32,8 +32,10 @@ from .malloc import malloc_state
 from .model import build_nets, select_domain, set_fused_resampling
 from .speed import SpeedSettings, resolve_speed
 from .train import (
+    RunSettings,
     StepInputs,
     TrainState,
+    apply_settings,
     ema_update,
     init_train_state,
     speed_up,
@@ -111,8 +113,8 @@ def authors_train_step(state: TrainState, inputs: StepInputs) -> None:
     second image is made with a graph that is then thrown away, and pooling and upsampling run as separate
     steps. The high-pass path is not supported here.
     """
-    state.resampling = "separate"
-    state.apply_resampling()
+    for _, module in state.nets.items():
+        set_fused_resampling(module, False)
     cfg, nets = state.config.train, state.nets
     x, y_org, y_trg = inputs.x_src, inputs.y_src, inputs.y_trg
     lambda_ds = ds_weight(state.step, cfg)
@@ -333,15 +335,16 @@ def bench_train(
         raise ValueError("--impl authors is the authors' eager iteration: drop --compile")
     device = _setup(config, device, "training")
     state = init_train_state(config, device=device)
-    state.precision, state.resampling = settings.precision, settings.resampling
-    channels_last = state.channels_last = settings.channels_last
-    speed_up(state.nets, channels_last=channels_last, compile_nets=compile_nets)
-    speed_up(state.nets_ema, channels_last=channels_last)
+    run = RunSettings.from_speed(settings, compile=compile_nets)
+    apply_settings(state, run)
+    channels_last = settings.channels_last
     inputs = random_inputs(config, batch_size, device, channels_last)
-    step = authors_train_step if impl == "authors" else train_step
 
     def one() -> None:
-        step(state, inputs)
+        if impl == "authors":
+            authors_train_step(state, inputs)
+        else:
+            train_step(state, inputs, run)
 
     return _measure(
         "train",

@@ -25,7 +25,8 @@ from .config import Config, preset
 from .hardware import device_description
 from .model import Nets
 from .procedural import make_dataset
-from .run import RunOptions, RunResult, list_states, sample_batch, train
+from .run import RunOptions, RunResult, sample_batch, train
+from .rundir import list_states
 from .speed import resolve_speed
 
 #: The issue's bar for a convincing demo (quality figures of the oracle).

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import __version__
+from ._version import __version__
 from .config import ModelConfig
 from .model import Nets
 

@@ -10,7 +10,8 @@ One run directory holds everything needed to audit and continue a run::
     metrics.jsonl      with --eval-every: the figures measured during training, one JSON object per evaluation
     checkpoints/       state_{step:06d}.safetensors (complete training state) and
                        ema_{step:06d}.safetensors (EMA nets only, for synthesis); with --keep-best, also
-                       best_ema.safetensors and best_ema.json (the EMA nets with the best value of a metric)
+                       best_ema.safetensors and best_ema.json (the EMA nets with the best value of a metric);
+                       their names and how they are listed are defined in ``stargan_v2.rundir``
 
 Every random choice of a step (images, augmentation, latents) is a pure function of (seed, rank, step), and the
 complete state is saved, so a run resumed from a checkpoint continues bit-identically on the same device (and
@@ -27,7 +28,6 @@ import errno
 import itertools
 import json
 import os
-import re
 import signal
 import threading
 import time
@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed
-from .checkpoint import CheckpointError, load_training_state, save_ema, save_training_state
+from .checkpoint import CheckpointError, save_ema
 from .config import Config
 from .data import (
     BadImageWarning,
@@ -55,10 +55,13 @@ from .data import (
     to_step_inputs,
     train_loader,
 )
+from .losses import Stats
 from .model import eval_mode
-from .speed import MEMORY_FORMATS, PRECISIONS, RESAMPLINGS, SpeedSettings, resolve_speed
+from .rundir import best_ema_path, checkpoint_dir, ema_path, list_states, state_path
+from .speed import MEMORY_FORMATS, PRECISIONS, RESAMPLINGS, resolve_speed
 from .synthesis import cycle_grid, latent_grid, reference_grid, save_image
-from .train import TrainState, init_train_state, match_optimizer_layout, speed_up, train_step, wrap_ddp
+from .train import RunSettings, TrainState, apply_settings, init_train_state, train_step, wrap_ddp
+from .training_state import load_training_state, save_training_state
 
 if TYPE_CHECKING:
     from .metrics.monitor import Monitor
@@ -67,7 +70,6 @@ if TYPE_CHECKING:
 RESUMABLE_FIELDS = ("total_iters", "print_every", "sample_every", "save_every")
 #: What ``--on-nan`` can do when a loss stops being finite: stop the run, or roll back to the last checkpoint.
 ON_NAN_CHOICES = ("stop", "rollback")
-_STATE_RE = re.compile(r"state_(\d{6,})\.safetensors")
 
 
 class RunError(ValueError):
@@ -142,27 +144,6 @@ class RunResult:
     ema_path: Path | None
     seconds: float
     bad_images: int
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The run directory
-# ----------------------------------------------------------------------------------------------------------
-
-
-def checkpoint_dir(run_dir: Path) -> Path:
-    """Where a run keeps its checkpoints."""
-    return Path(run_dir) / "checkpoints"
-
-
-def list_states(run_dir: Path) -> list[tuple[int, Path]]:
-    """The run's training-state files as ``(step, path)``, oldest first."""
-    folder = checkpoint_dir(run_dir)
-    found = []
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if m := _STATE_RE.fullmatch(path.name):
-                found.append((int(m.group(1)), path))
-    return sorted(found)
 
 
 def _start_wandb(project: str, run_dir: Path, config: Config) -> Any:
@@ -512,7 +493,7 @@ class _Best:
         from .metrics.monitor import higher_is_better
 
         self.name, self.higher = name, higher_is_better(name)
-        self.path = checkpoint_dir(run_dir) / "best_ema.safetensors"
+        self.path = best_ema_path(run_dir)
         self.info = self.path.with_suffix(".json")
         self.value: float | None = None
         if self.info.is_file() and self.path.is_file():  # a resumed run goes on from the best it had
@@ -607,11 +588,11 @@ def _resume_state(
 
 def _save(state: TrainState, options: RunOptions, log: _Log, domains: tuple[str, ...]) -> tuple[Path, Path]:
     folder = checkpoint_dir(options.run_dir)
-    state_path = folder / f"state_{state.step:06d}.safetensors"
+    saved_state = state_path(options.run_dir, state.step)
     try:
-        save_training_state(state, state_path, domains=domains)
-        ema_path = save_ema(
-            state.nets_ema, state.config, folder / f"ema_{state.step:06d}.safetensors", step=state.step, domains=domains
+        save_training_state(state, saved_state, domains=domains)
+        saved_ema = save_ema(
+            state.nets_ema, state.config, ema_path(options.run_dir, state.step), step=state.step, domains=domains
         )
     except OSError as exc:
         # The write goes to a temporary file that is renamed only when complete, so nothing older is damaged.
@@ -626,8 +607,8 @@ def _save(state: TrainState, options: RunOptions, log: _Log, domains: tuple[str,
     # Old complete states are dropped only after the new one is safely on disk.
     for _, old in list_states(options.run_dir)[: -options.keep]:
         old.unlink(missing_ok=True)
-    log.note(f"saved {state_path.name} and {ema_path.name}")
-    return state_path, ema_path
+    log.note(f"saved {saved_state.name} and {saved_ema.name}")
+    return saved_state, saved_ema
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -676,14 +657,14 @@ def train(config: Config, options: RunOptions, explicit: set[str] | None = None)
         distributed.shutdown()
 
 
-def _apply_settings(state: TrainState, options: RunOptions, device: torch.device) -> SpeedSettings:
-    """The run's speed settings on a fresh, resumed or rolled-back state (they are not part of a checkpoint)."""
-    settings = resolve_speed(device, state.config.model, options.precision, options.resampling, options.memory_format)
-    state.precision, state.resampling = settings.precision, settings.resampling
-    state.channels_last = settings.channels_last
-    speed_up(state.nets, channels_last=settings.channels_last, compile_nets=options.compile)
-    speed_up(state.nets_ema, channels_last=settings.channels_last)
-    match_optimizer_layout(state.optimizers)
+def _apply_settings(state: TrainState, options: RunOptions, d: distributed.Dist) -> RunSettings:
+    """The run's settings, put into effect on a fresh, resumed or rolled-back state (they are not part of a
+    checkpoint): resolved from ``options`` for the device and the model, with DDP wrappers in many processes."""
+    speed = resolve_speed(d.device, state.config.model, options.precision, options.resampling, options.memory_format)
+    settings = RunSettings.from_speed(speed, compile=options.compile)
+    apply_settings(state, settings)
+    if d.enabled:
+        settings = dataclasses.replace(settings, ddp=wrap_ddp(state.nets))
     return settings
 
 
@@ -716,6 +697,32 @@ def _prepare_run_dir(run_dir: Path) -> None:
 
 
 def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Path, d: distributed.Dist) -> RunResult:
+    """Start or resume, train until a stop reason (``_train_steps``), then the final samples and checkpoint."""
+    state, settings, folders, val = _start_state(config, options, explicit, run_dir, d)
+    run = _open_run(state, settings, options, run_dir, d, folders, val)
+    reason = "finished"
+    paths: tuple[Path | None, Path | None] = (None, None)
+    try:
+        with _stop_on_signals() as run.stop:
+            state, reason = _train_steps(run, state, settings)
+            paths = _finish(run, state)
+    except NonFiniteError:
+        reason = "non-finite"
+        raise
+    finally:
+        if run.bar is not None:
+            run.bar.close()
+        run.log.note(f"stopped at step {run.step}: {reason}")
+        run.log.close()
+    seconds = time.monotonic() - run.start
+    return RunResult(state.step, reason, run_dir, paths[0], paths[1], seconds, run.bad_images)
+
+
+def _start_state(
+    config: Config, options: RunOptions, explicit: set[str], run_dir: Path, d: distributed.Dist
+) -> tuple[TrainState, RunSettings, DomainFolders, DomainFolders | None]:
+    """Check the data and the run directory, then start or resume the state with the run's settings applied;
+    also returns the training and validation folders."""
     fan = _load_fan(options, config, d.device)
     # Images smaller than the model are refused here, before anything is written.
     size = config.model.img_size
@@ -725,7 +732,6 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
     if options.val_data is not None:
         val = scan_domains(options.val_data, min_size=size, skip_bad_images=options.skip_bad_images)
         check_same_domains(folders, val)
-
     has_states = bool(list_states(run_dir))
     if has_states and not options.resume:
         raise RunError(
@@ -740,17 +746,53 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
         # Every process starts from the same weights (DDP also broadcasts rank 0's).
         torch.manual_seed(config.train.seed)
         state = init_train_state(config, device=d.device, fan=fan)
-    settings = _apply_settings(state, options, d.device)
-    if d.enabled:
-        wrap_ddp(state)
-    config = state.config
+    settings = _apply_settings(state, options, d)
     if d.is_main:
-        (run_dir / "config.json").write_text(config.to_json() + "\n", encoding="utf-8")
+        (run_dir / "config.json").write_text(state.config.to_json() + "\n", encoding="utf-8")
+    return state, settings, folders, val
 
-    cfg = config.train
+
+@dataclass
+class _Run:
+    """What the steps of one run share, besides the state and its settings (which a rollback replaces)."""
+
+    options: RunOptions
+    d: distributed.Dist
+    run_dir: Path
+    folders: DomainFolders
+    batches: TrainBatches
+    samples: SampleBatch | None
+    monitor: Monitor | None
+    best: _Best | None
+    log: _Log
+    bar: Any
+    plan: _Plan
+    start: float
+    #: The step the run has reached (for the last line of the log, whatever stops the run).
+    step: int
+    watch: _FaultWatch = dataclasses.field(default_factory=_FaultWatch)
+    #: Set by Ctrl-C or SIGTERM (``_stop_on_signals``).
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    bad_images: int = 0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def _open_run(
+    state: TrainState,
+    settings: RunSettings,
+    options: RunOptions,
+    run_dir: Path,
+    d: distributed.Dist,
+    folders: DomainFolders,
+    val: DomainFolders | None,
+) -> _Run:
+    """The data stream, the sample images, the monitor, the log and the progress bar of a started state."""
+    config, cfg, size = state.config, state.config.train, state.config.model.img_size
     batches = TrainBatches(
         folders,
-        config.model.img_size,
+        size,
         cfg.batch_size,
         cfg.randcrop_prob,
         config.model.latent_dim,
@@ -781,99 +823,130 @@ def _train(config: Config, options: RunOptions, explicit: set[str], run_dir: Pat
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.total_iters, initial=state.step, unit="it", dynamic_ncols=True)
+    budget = None if options.minutes is None else options.minutes * 60
+    plan = _Plan(budget, state.step, log, d.device, announce=d.is_main)
+    start = time.monotonic()
+    return _Run(options, d, run_dir, folders, batches, samples, monitor, best, log, bar, plan, start, state.step)
 
-    start, bad_images, reason, rollbacks = time.monotonic(), 0, "finished", 0
-    state_path = ema_path = None
-    watch = _FaultWatch()
-    plan = _Plan(
-        None if options.minutes is None else options.minutes * 60, state.step, log, d.device, announce=d.is_main
+
+@dataclass(frozen=True)
+class _Stop:
+    """Why the steps stopped: ``reason`` is ``finished``, ``interrupted`` or ``time budget``, or ``non-finite``
+    with the ``fault`` that says which value became non-finite at which step."""
+
+    reason: str
+    fault: str | None = None
+
+
+def _train_steps(run: _Run, state: TrainState, settings: RunSettings) -> tuple[TrainState, str]:
+    """Train until a stop reason. A numerical fault never reaches a checkpoint: it stops the run
+    (``NonFiniteError``) or rolls back to the newest checkpoint and trains on from there (``--on-nan``).
+    Returns the final state (a rolled-back one after a fault) and the reason it stopped."""
+    options = run.options
+    for rollbacks in itertools.count():
+        stop = _step_loop(run, state, settings)
+        # The steps since the last check are checked too, before the final save (in every process).
+        fault = stop.fault if stop.fault is not None else run.watch.check(run.d)
+        if fault is None:
+            return state, stop.reason
+        run.log.note(fault)
+        if options.on_nan == "stop" or rollbacks >= options.max_rollbacks:
+            raise NonFiniteError(_fault_message(fault, options, rollbacks))
+        state, settings = _rollback(state, options, run.d, run.log, fault)
+        run.watch.reset()
+        run.step = state.step
+        if run.bar is not None:
+            run.bar.reset(total=state.config.train.total_iters)
+            run.bar.update(state.step)
+    raise AssertionError("unreachable")  # itertools.count() never ends
+
+
+def _step_loop(run: _Run, state: TrainState, settings: RunSettings) -> _Stop:
+    """Steps from ``state.step`` until the last one, or until ``_after_step`` gives a reason to stop."""
+    cfg, device = state.config.train, run.d.device
+    loader = train_loader(
+        run.batches, state.step, cfg.total_iters, run.options.num_workers, pin_memory=device.type == "cuda"
     )
-    try:
-        with _stop_on_signals() as stop:
-            while True:  # one pass per rollback after a numerical fault
-                loader = train_loader(
-                    batches, state.step, cfg.total_iters, options.num_workers, pin_memory=d.device.type == "cuda"
-                )
-                fault = None
-                for batch in loader:
-                    stats = train_step(state, to_step_inputs(batch, d.device))
-                    bad_images += int(batch["bad_images"])
-                    step = state.step
-                    plan.step(step, start)
-                    watch.add(step, stats)
-                    logged = step % cfg.print_every == 0 or step == cfg.total_iters
-                    saving = step % cfg.save_every == 0 and step != cfg.total_iters
-                    # A fault is looked for (one device sync) only at log intervals and before a checkpoint, so
-                    # that a bad state is never saved and the step itself never waits.
-                    if (logged or saving) and (fault := watch.check(d)) is not None:
-                        break
-                    if logged:
-                        # The losses are read (a device sync) only here, averaged over the processes.
-                        values = {k: float(v) for k, v in distributed.mean_across(d, stats).items()}
-                        values["time"] = time.monotonic() - start
-                        log.scalars(step, values)
-                        if bar is not None:
-                            bar.set_postfix(
-                                D=f"{values['D/latent_total']:.3f}",
-                                G=f"{values['G/latent_total']:.3f}",
-                                ds=f"{values['G/latent_ds']:.3f}",
-                            )
-                    if bar is not None:
-                        bar.update(1)
-                    if step % cfg.sample_every == 0 and samples is not None:
-                        write_samples(state, samples, run_dir / "samples", log)
-                    if saving and d.is_main:
-                        _save(state, options, log, folders.domains)
-                    if monitor is not None and step % options.eval_every == 0:  # type: ignore[operator]
-                        _measure(state, monitor, best, log, folders.domains, time.monotonic() - start)
-                    # Ctrl-C and the time budget stop every process at the same step. With many processes they
-                    # agree at log intervals only, so that a step never waits for the others just to check.
-                    over = options.minutes is not None and time.monotonic() - start >= options.minutes * 60
-                    if d.enabled:
-                        if not logged:
-                            continue
-                        interrupted = distributed.any_across(d, stop.is_set())
-                        over = distributed.any_across(d, over)
-                    else:
-                        interrupted = stop.is_set()
-                    if interrupted:
-                        reason = "interrupted"
-                        break
-                    if over:
-                        reason = "time budget"
-                        break
-                if fault is None:
-                    fault = watch.check(d)  # the steps since the last check, before the final save
-                if fault is None:
-                    break
-                # A numerical fault: never save this state. Stop, or go back to the last good checkpoint.
-                log.note(f"{fault}")
-                if options.on_nan == "stop" or rollbacks >= options.max_rollbacks:
-                    reason = "non-finite"
-                    raise NonFiniteError(_fault_message(fault, options, rollbacks))
-                rollbacks += 1
-                state = _rollback(state, options, fan, d, log, fault)
-                config, cfg = state.config, state.config.train
-                watch.reset()
-                if bar is not None:
-                    bar.reset(total=cfg.total_iters)
-                    bar.update(state.step)
-            bad_images = distributed.sum_across(d, bad_images)
-            if bad_images:
-                log.note(f"skipped {bad_images} unreadable images (--skip-bad-images)")
-            if samples is not None and state.step % cfg.sample_every != 0:
-                write_samples(state, samples, run_dir / "samples", log)
-            if monitor is not None and state.step % options.eval_every != 0:  # type: ignore[operator]
-                _measure(state, monitor, best, log, folders.domains, time.monotonic() - start)
-            if d.is_main:
-                state_path, ema_path = _save(state, options, log, folders.domains)
-            distributed.barrier(d)
-    finally:
-        if bar is not None:
-            bar.close()
-        log.note(f"stopped at step {state.step}: {reason}")
-        log.close()
-    return RunResult(state.step, reason, run_dir, state_path, ema_path, time.monotonic() - start, bad_images)
+    for batch in loader:
+        stats = train_step(state, to_step_inputs(batch, device), settings)
+        run.bad_images += int(batch["bad_images"])
+        if (stop := _after_step(run, state, stats)) is not None:
+            return stop
+    return _Stop("finished")
+
+
+def _after_step(run: _Run, state: TrainState, stats: Stats) -> _Stop | None:
+    """What follows a step: fault checks, the log, samples, checkpoints, measurements; returns a reason to stop
+    (``None``: go on). Every process takes the same branches at the same step, so that the collective
+    operations in it (fault checks, loss averages, the stop agreement) match across processes."""
+    cfg, d, options = state.config.train, run.d, run.options
+    step = run.step = state.step
+    run.plan.step(step, run.start)
+    run.watch.add(step, stats)
+    logged = step % cfg.print_every == 0 or step == cfg.total_iters
+    saving = step % cfg.save_every == 0 and step != cfg.total_iters
+    # A fault is looked for (one device sync) only at log intervals and before a checkpoint, so that a bad
+    # state is never saved and the step itself never waits.
+    if (logged or saving) and (fault := run.watch.check(d)) is not None:
+        return _Stop("non-finite", fault)
+    if logged:
+        _log_losses(run, step, stats)
+    if run.bar is not None:
+        run.bar.update(1)
+    if step % cfg.sample_every == 0 and run.samples is not None:
+        write_samples(state, run.samples, run.run_dir / "samples", run.log)
+    if saving and d.is_main:
+        _save(state, options, run.log, run.folders.domains)
+    if run.monitor is not None and step % options.eval_every == 0:  # type: ignore[operator]
+        _measure(state, run.monitor, run.best, run.log, run.folders.domains, run.elapsed())
+    return _stop_requested(run, logged)
+
+
+def _log_losses(run: _Run, step: int, stats: Stats) -> None:
+    """Log the step's losses (a device sync), averaged over the processes."""
+    values = {k: float(v) for k, v in distributed.mean_across(run.d, stats).items()}
+    values["time"] = run.elapsed()
+    run.log.scalars(step, values)
+    if run.bar is not None:
+        run.bar.set_postfix(
+            D=f"{values['D/latent_total']:.3f}", G=f"{values['G/latent_total']:.3f}", ds=f"{values['G/latent_ds']:.3f}"
+        )
+
+
+def _stop_requested(run: _Run, logged: bool) -> _Stop | None:
+    """Ctrl-C and the time budget stop every process at the same step. With many processes they agree at log
+    intervals only (``logged``), so that a step never waits for the others just to check."""
+    d, minutes = run.d, run.options.minutes
+    over = minutes is not None and run.elapsed() >= minutes * 60
+    if d.enabled:
+        if not logged:
+            return None
+        interrupted = distributed.any_across(d, run.stop.is_set())
+        over = distributed.any_across(d, over)
+    else:
+        interrupted = run.stop.is_set()
+    if interrupted:
+        return _Stop("interrupted")
+    if over:
+        return _Stop("time budget")
+    return None
+
+
+def _finish(run: _Run, state: TrainState) -> tuple[Path | None, Path | None]:
+    """The last samples, measurement and checkpoint of a run that stopped cleanly; their paths (rank 0)."""
+    options, d, cfg = run.options, run.d, state.config.train
+    run.bad_images = distributed.sum_across(d, run.bad_images)
+    if run.bad_images:
+        run.log.note(f"skipped {run.bad_images} unreadable images (--skip-bad-images)")
+    if run.samples is not None and state.step % cfg.sample_every != 0:
+        write_samples(state, run.samples, run.run_dir / "samples", run.log)
+    if run.monitor is not None and state.step % options.eval_every != 0:  # type: ignore[operator]
+        _measure(state, run.monitor, run.best, run.log, run.folders.domains, run.elapsed())
+    paths: tuple[Path | None, Path | None] = (None, None)
+    if d.is_main:
+        paths = _save(state, options, run.log, run.folders.domains)
+    distributed.barrier(d)
+    return paths
 
 
 def _fault_message(fault: str, options: RunOptions, rollbacks: int) -> str:
@@ -893,15 +966,14 @@ def _fault_message(fault: str, options: RunOptions, rollbacks: int) -> str:
 def _rollback(
     state: TrainState,
     options: RunOptions,
-    fan: nn.Module | None,
     d: distributed.Dist,
     log: _Log,
     fault: str,
-) -> TrainState:
+) -> tuple[TrainState, RunSettings]:
     """Reload the newest checkpoint and halve the learning rates (kept in the config, so a resume keeps them)."""
     if not list_states(options.run_dir):
         raise NonFiniteError(f"training stopped: {fault}; there is no checkpoint to roll back to")
-    good = _resume_state(options, state.config, set(), fan, d.device)
+    good = _resume_state(options, state.config, set(), state.fan, d.device)
     now = state.config.train
     # Halve the rates in use (a second rollback halves again); keep this run's resumable settings.
     kept = {name: getattr(now, name) for name in RESUMABLE_FIELDS}
@@ -910,11 +982,9 @@ def _rollback(
     for name, opt in good.optimizers.items():
         for group in opt.param_groups:
             group["lr"] = train_cfg.f_lr if name == "mapping_network" else train_cfg.lr
-    _apply_settings(good, options, d.device)
-    if d.enabled:
-        wrap_ddp(good)
+    settings = _apply_settings(good, options, d)
     log.note(f"rolled back to step {good.step} with lr={train_cfg.lr:g}, f_lr={train_cfg.f_lr:g}")
-    return good
+    return good, settings
 
 
 __all__ = [

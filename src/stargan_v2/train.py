@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from .config import Config, TrainConfig
 from .losses import MaskFn, Stats, d_loss, ds_weight, g_loss
 from .model import Nets, build_nets, set_fused_resampling
-from .speed import RESAMPLINGS
+from .speed import RESAMPLINGS, SpeedSettings
 
 
 @dataclass
@@ -98,10 +98,12 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
 
 @dataclass
 class TrainState:
-    """Everything training needs to continue: nets, EMA nets, optimisers, the step and the config.
+    """Everything training needs to continue, and what a checkpoint holds: nets, EMA nets, optimisers, the step
+    and the config.
 
     ``fan`` is the frozen face-landmark network of the high-pass path (``None`` when ``w_hpf == 0``); it is not
-    trained and not part of a checkpoint (it comes from its own file, ``wing.ckpt``).
+    trained and not part of a checkpoint (it comes from its own file, ``wing.ckpt``). How the step runs (precision,
+    resampling, memory layout, DDP) is not part of the state either: see ``RunSettings``.
     """
 
     config: Config
@@ -110,50 +112,80 @@ class TrainState:
     optimizers: dict[str, torch.optim.Adam]
     step: int = 0
     fan: nn.Module | None = field(default=None)
-    #: ``DistributedDataParallel`` wrappers of the four nets when many processes train together (see
-    #: ``wrap_ddp``); ``None`` in one process.
-    ddp: dict[str, nn.Module] | None = field(default=None)
-    #: ``fp32``, or ``bf16`` for bfloat16 autocast of the forward passes (weights and optimisers stay fp32).
-    precision: str = "fp32"
-    #: How the training nets resample (``stargan_v2.speed.RESAMPLINGS``): ``fused`` (also what ``auto`` means)
-    #: folds pooling and upsampling into the convolutions; ``separate`` is the authors' order of operations.
-    resampling: str = "auto"
-    #: Feed the training nets channels_last images (set by ``speed_up``, which also converts their weights).
-    channels_last: bool = False
-
-    def fused_resampling(self) -> bool:
-        """Whether the training nets fold resampling into their convolutions under the current settings."""
-        if self.resampling not in RESAMPLINGS:
-            raise ValueError(f"resampling={self.resampling!r}: choose one of {', '.join(RESAMPLINGS)}")
-        return self.resampling != "separate"
-
-    def apply_resampling(self) -> None:
-        """Set the training nets' resampling mode from ``resampling`` and ``precision`` (every step: it is a
-        walk over the modules, cheap next to a step, and never stale)."""
-        fused = self.fused_resampling()
-        for _, module in self.nets.items():
-            set_fused_resampling(module, fused)
 
     @property
     def mask_fn(self) -> MaskFn | None:
         """``FAN.masks`` when the high-pass path is on, else ``None``."""
         return self.fan.masks if self.fan is not None else None  # type: ignore[return-value]
 
-    def view(self, *stepped: str) -> Nets:
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How ``train_step`` runs, as opposed to what it computes (which is the ``TrainState``): none of it is saved
+    in a checkpoint, so a run keeps its settings across a resume or a rollback by applying them again
+    (``apply_settings``) to the loaded state.
+
+    The defaults are the plain form: fp32, fused resampling (the blocks' default), contiguous, one process.
+    """
+
+    #: ``fp32``, or ``bf16`` for bfloat16 autocast of the forward passes (weights and optimisers stay fp32).
+    precision: str = "fp32"
+    #: How the training nets resample (``stargan_v2.speed.RESAMPLINGS``): ``fused`` (also what ``auto`` means)
+    #: folds pooling and upsampling into the convolutions; ``separate`` is the authors' order of operations.
+    resampling: str = "fused"
+    #: Channels_last weights (``apply_settings``) and input images (``train_step``).
+    channels_last: bool = False
+    #: Compile G, F and E in place when the settings are applied (``speed_up``).
+    compile: bool = False
+    #: ``DistributedDataParallel`` wrappers of the four nets when many processes train together (see
+    #: ``wrap_ddp``); ``None`` in one process.
+    ddp: dict[str, nn.Module] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision={self.precision!r}: choose fp32 or bf16")
+        if self.resampling not in RESAMPLINGS:
+            raise ValueError(f"resampling={self.resampling!r}: choose one of {', '.join(RESAMPLINGS)}")
+
+    @classmethod
+    def from_speed(cls, speed: SpeedSettings, compile: bool = False) -> RunSettings:
+        """The settings of a resolved ``stargan_v2.speed.SpeedSettings``."""
+        return cls(speed.precision, speed.resampling, speed.channels_last, compile)
+
+    def describe(self) -> str:
+        """``"fp32, fused resampling, channels_last"``."""
+        return SpeedSettings(self.precision, self.resampling, self.channels_last).describe()
+
+    @property
+    def fused_resampling(self) -> bool:
+        """Whether the training nets fold resampling into their convolutions."""
+        return self.resampling != "separate"
+
+    def view(self, nets: Nets, *stepped: str) -> Nets:
         """The nets as one update uses them: the ``stepped`` ones through their DDP wrappers (whose backward
         averages gradients over the processes), the others as plain modules (no gradient exchange for nets
         that the update does not step). In one process this is ``nets`` itself.
         """
         if self.ddp is None:
-            return self.nets
-        return Nets(**{name: self.ddp[name] if name in stepped else module for name, module in self.nets.items()})
+            return nets
+        return Nets(**{name: self.ddp[name] if name in stepped else module for name, module in nets.items()})
 
-    def autocast(self) -> contextlib.AbstractContextManager[None]:
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[None]:
         """The forward passes' precision context: bfloat16 autocast for ``bf16``, nothing for ``fp32``."""
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        device = next(self.nets.generator.parameters()).device
         return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def apply_settings(state: TrainState, settings: RunSettings) -> None:
+    """Put ``settings`` into effect on ``state``'s nets, once (after building, loading or rolling back a state):
+    the training nets' resampling mode, the memory layout of the nets, the EMA nets and Adam's moments
+    (``match_optimizer_layout``), and compilation. DDP wrappers are made separately (``wrap_ddp``)."""
+    for _, module in state.nets.items():
+        set_fused_resampling(module, settings.fused_resampling)
+    speed_up(state.nets, channels_last=settings.channels_last, compile_nets=settings.compile)
+    speed_up(state.nets_ema, channels_last=settings.channels_last)
+    match_optimizer_layout(state.optimizers)
 
 
 def speed_up(nets: Nets, *, channels_last: bool = False, compile_nets: bool = False) -> None:
@@ -161,7 +193,7 @@ def speed_up(nets: Nets, *, channels_last: bool = False, compile_nets: bool = Fa
 
     ``channels_last`` stores the convolution weights as NHWC, the layout the CPU and GPU convolution libraries
     work in, so no feature map is reordered before and after each convolution (the caller passes images in
-    that layout too: ``TrainState.channels_last``). ``compile_nets`` compiles the forward of G, F and E in place
+    that layout too: ``RunSettings.channels_last``). ``compile_nets`` compiles the forward of G, F and E in place
     (``nn.Module.compile``: the modules, their state dict keys and checkpoints stay as they are); D stays eager,
     because R1 differentiates its input gradient again (``create_graph=True``), which compiled graphs do not
     support. The first steps then take longer while the graphs compile.
@@ -203,22 +235,21 @@ def as_memory_format(inputs: StepInputs, channels_last: bool) -> StepInputs:
     )
 
 
-def wrap_ddp(state: TrainState) -> None:
-    """Wrap the four nets in ``DistributedDataParallel`` (the process group must exist).
+def wrap_ddp(nets: Nets) -> dict[str, nn.Module]:
+    """``DistributedDataParallel`` wrappers of the four nets (the process group must exist), for
+    ``RunSettings.ddp``.
 
     Every process starts from rank 0's weights (DDP broadcasts them). Buffers are not broadcast on every
     forward: the only one is the high-pass filter, a constant.
     """
     from torch.nn.parallel import DistributedDataParallel
 
-    device = next(state.nets.generator.parameters()).device
+    device = next(nets.generator.parameters()).device
     ids = [device.index] if device.type == "cuda" else None
     # Newer PyTorch renamed the switch (and still syncs buffers once at construction, which is what we want).
     params = inspect.signature(DistributedDataParallel.__init__).parameters
     no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
-    state.ddp = {
-        name: DistributedDataParallel(module, device_ids=ids, **no_sync) for name, module in state.nets.items()
-    }
+    return {name: DistributedDataParallel(module, device_ids=ids, **no_sync) for name, module in nets.items()}
 
 
 def init_train_state(config: Config, device: torch.device | str = "cpu", fan: nn.Module | None = None) -> TrainState:
@@ -257,12 +288,15 @@ def _update(optimizers: list[torch.optim.Optimizer], loss: Tensor) -> Tensor:
     return norm.detach()
 
 
-def train_step(state: TrainState, inputs: StepInputs) -> Stats:
+def train_step(state: TrainState, inputs: StepInputs, settings: RunSettings | None = None) -> Stats:
     """Run one iteration (four updates, then EMA) in place and return its loss components.
 
-    Returns detached scalar tensors keyed ``D/latent_real`` ... ``G/ref_cyc``, the gradient norm of each update
-    (``D/latent_grad_norm`` ... ``G/ref_grad_norm``) and ``G/lambda_ds``.
+    ``settings`` (default: ``RunSettings()``, fp32 in one process) says how: its precision, DDP wrappers and
+    input layout are used here; its resampling mode and weight layout must already be in effect on the nets
+    (``apply_settings``). Returns detached scalar tensors keyed ``D/latent_real`` ... ``G/ref_cyc``, the gradient
+    norm of each update (``D/latent_grad_norm`` ... ``G/ref_grad_norm``) and ``G/lambda_ds``.
     """
+    run = settings if settings is not None else RunSettings()
     cfg = state.config.train
     nets, opt = state.nets, state.optimizers
     if nets.generator.hpf is not None and state.fan is None:
@@ -270,32 +304,32 @@ def train_step(state: TrainState, inputs: StepInputs) -> Stats:
             "this model uses the high-pass path (w_hpf > 0), which needs the face-landmark network: "
             "set TrainState.fan = stargan_v2.fan.load_fan('wing.ckpt')"
         )
-    state.apply_resampling()
-    inputs = as_memory_format(inputs, state.channels_last)
+    inputs = as_memory_format(inputs, run.channels_last)
+    device = next(nets.generator.parameters()).device
     x, y_src, y_trg = inputs.x_src, inputs.y_src, inputs.y_trg
     lambda_ds = ds_weight(state.step, cfg)
     # The source's face masks do not change within the iteration, so compute them once.
     masks = state.fan.masks(x) if state.fan is not None else None
     stats: Stats = {}
-    latent_nets = state.view("generator", "mapping_network", "style_encoder")
+    latent_nets = run.view(nets, "generator", "mapping_network", "style_encoder")
 
     # 0. The latent-guided fake G(x, F_y~(z)) of update 1 is also the first fake of update 3: updates 1 and 2
     #    step D alone, so G and F are the same in both. It is made once, with its graph kept for update 3.
-    with state.autocast():
+    with run.autocast(device):
         s_latent = latent_nets.mapping_network(inputs.z_trg, y_trg)
         x_latent = latent_nets.generator(x, s_latent, masks=masks)
 
     # 1-2. Discriminator: the latent-guided fake, then a reference-guided one; R1 on the reals in both.
-    d_nets = state.view("discriminator")
+    d_nets = run.view(nets, "discriminator")
     for kind, guide in (("latent", {"x_fake": x_latent}), ("ref", {"x_ref": inputs.x_ref})):
-        with state.autocast():
+        with run.autocast(device):
             loss, parts = d_loss(d_nets, x, y_src, y_trg, cfg, masks=masks, **guide)
         parts["grad_norm"] = _update([opt["discriminator"]], loss)
         stats.update({f"D/{kind}_{k}": v for k, v in parts.items()})
 
     # 3. Generator, mapping network and style encoder with latent-guided styles (D is only a critic here).
     with frozen(nets.discriminator):
-        with state.autocast():
+        with run.autocast(device):
             loss, parts = g_loss(
                 latent_nets, x, y_src, y_trg, cfg, lambda_ds,
                 z_trgs=(inputs.z_trg, inputs.z_trg2), masks=masks, mask_fn=state.mask_fn,
@@ -309,9 +343,9 @@ def train_step(state: TrainState, inputs: StepInputs) -> Stats:
     stepped = ["generator", "mapping_network", "style_encoder"] if cfg.ref_step_updates_all else ["generator"]
     idle = [nets.discriminator] + ([] if cfg.ref_step_updates_all else [nets.style_encoder])
     with frozen(*idle):
-        with state.autocast():
+        with run.autocast(device):
             loss, parts = g_loss(
-                state.view(*stepped), x, y_src, y_trg, cfg, lambda_ds,
+                run.view(nets, *stepped), x, y_src, y_trg, cfg, lambda_ds,
                 x_refs=(inputs.x_ref, inputs.x_ref2), masks=masks, mask_fn=state.mask_fn,
             )  # fmt: skip
         parts["grad_norm"] = _update([opt[name] for name in stepped], loss)
