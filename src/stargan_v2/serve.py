@@ -35,8 +35,9 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr
 from PIL import Image, ImageOps
 
-from .api import PathLike, StarGANv2, spread
-from .data import _DECODE_ERRORS, IMAGE_EXTENSIONS, _find_images
+from .api import StarGANv2
+from .batching import spread
+from .images import DECODE_ERRORS, IMAGE_EXTENSIONS, PathLike, find_images
 
 #: Element ids of the page's parts, used by the browser test (and handy for custom CSS).
 SOURCE_ID, RESULT_ID, VARIATIONS_ID = "source", "result", "variations"
@@ -103,7 +104,7 @@ def read_upload(upload: Any, what: str, limits: UploadLimits = UploadLimits()) -
                 image = ImageOps.exif_transpose(opened).convert("RGB")  # decodes the whole file
         except gr.Error:
             raise  # our own refusal (gr.Error is a ValueError, which the next clause would take for a bad file)
-        except _DECODE_ERRORS as e:
+        except DECODE_ERRORS as e:
             if isinstance(e, Image.DecompressionBombError):
                 raise _refuse(f"The {what} ({name}) has too many pixels to decode.", title="Image too large") from e
             raise _refuse(
@@ -208,13 +209,13 @@ def default_examples(checkpoint: PathLike, per_domain: int = 2) -> list[Path]:
         return []
     examples: list[Path] = []
     for folder in sorted(d for d in val.iterdir() if d.is_dir()):
-        examples += _find_images(folder)[:per_domain]
+        examples += find_images(folder)[:per_domain]
     return examples
 
 
 def example_images(folder: PathLike, n: int = 8) -> list[Path]:
     """``n`` images spread over a folder (searched recursively), to offer as examples."""
-    found = _find_images(Path(folder))
+    found = find_images(Path(folder))
     if not found:
         raise FileNotFoundError(f"{folder} holds no images (searched recursively for {', '.join(IMAGE_EXTENSIONS)})")
     return spread(found, n)

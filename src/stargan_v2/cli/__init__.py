@@ -17,8 +17,8 @@ the parser and runs a command.
 
 from __future__ import annotations
 
-from .common import DEMO_RUN, default_checkpoint
 from .command import build_parser, main
+from .common import DEMO_RUN, default_checkpoint
 from .types import (
     device_name,
     eval_metric_list,

@@ -155,7 +155,7 @@ def _write_translations(
     with tqdm(total=len(inputs), desc="translate", unit="image", disable=args.no_progress) as bar:
         for start in range(0, len(inputs), args.batch_size):
             chunk = inputs[start : start + args.batch_size]
-            results = model.translate(chunk, style=style, paste_back=args.paste_back, batch_size=args.batch_size)
+            results = model.translate_grid(chunk, style=style, paste_back=args.paste_back, batch_size=args.batch_size)
             for path, row in zip(chunk, results, strict=True):
                 folder = out / path.parent.relative_to(root) if root is not None else out
                 folder.mkdir(parents=True, exist_ok=True)
