@@ -137,8 +137,8 @@ def find_references(path: PathLike, domains: Sequence[str], domain: str | None =
             )
         if path.is_dir() and (path / domain).is_dir():
             path = path / domain
-        files = list_images(path)
-        return files, [index[domain]] * len(files)
+        found = list_images(path)
+        return found, [index[domain]] * len(found)
     if path.is_dir():
         labels = _subfolder_labels(path, domains)
         files: list[Path] = []

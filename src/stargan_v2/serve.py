@@ -163,7 +163,7 @@ def translate_latent(
     """Latent-guided translation of the source into ``domain`` with the style of ``seed``, truncated by ``psi``
     (1 = none, 0 = the domain's mean style)."""
     image = read_upload(source, "source image", limits)
-    return model.translate(image, domain=_domain(model, domain), seed=_seed(seed), psi=_psi(psi))
+    return model.translate_grid(image, domain=_domain(model, domain), seed=_seed(seed), psi=_psi(psi))[0][0]
 
 
 def more_variations(
@@ -180,7 +180,7 @@ def more_variations(
     image = read_upload(source, "source image", limits)
     first = _seed(seed)
     seeds = [k for k in range(first, first + n) if k <= MAX_SEED]
-    results = model.translate(image, domain=_domain(model, domain), seed=seeds, psi=_psi(psi))
+    results = model.translate_grid(image, domain=_domain(model, domain), seed=seeds, psi=_psi(psi))[0]
     return [(result, f"seed {k}") for result, k in zip(results, seeds, strict=True)]
 
 
@@ -191,7 +191,7 @@ def translate_reference(
     ``reference_domain`` (the style encoder needs the reference's domain)."""
     image = read_upload(source, "source image", limits)
     ref = read_upload(reference, "reference image", limits)
-    return model.translate(image, reference=ref, domain=_domain(model, reference_domain))
+    return model.translate_grid(image, reference=ref, domain=_domain(model, reference_domain))[0][0]
 
 
 # ----------------------------------------------------------------------------------------------------------
