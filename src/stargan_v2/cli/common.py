@@ -40,9 +40,16 @@ def add_checkpoint(p: argparse.ArgumentParser, required: bool = True, help: str 
     p.add_argument("--checkpoint", required=required, help=help)
 
 
-def add_wing(p: argparse.ArgumentParser, *flags: str, help: str = WING_HELP, **kwargs: str | bool | None) -> None:
+def add_wing(
+    p: argparse.ArgumentParser,
+    *flags: str,
+    help: str = WING_HELP,
+    dest: str | None = None,
+    required: bool = False,
+    metavar: str | None = None,
+) -> None:
     """The face-landmark network's file (``--wing`` unless other ``flags`` are given) for high-pass models."""
-    p.add_argument(*(flags or ("--wing",)), help=help, **kwargs)  # type: ignore[arg-type]
+    p.add_argument(*(flags or ("--wing",)), dest=dest, required=required, metavar=metavar, help=help)
 
 
 def add_domains(p: argparse.ArgumentParser, help: str = DOMAINS_HELP) -> None:
