@@ -284,3 +284,18 @@ def test_training_states_store_domain_names_too(tmp_path):
     assert StarGANv2.from_checkpoint(path, "cpu").domains == ("female", "male")
     with pytest.raises(CheckpointError, match="2 distinct names"):
         save_training_state(state, tmp_path / "bad.safetensors", domains=["a", "a"])
+
+
+def test_translate_grid_is_always_per_image_then_per_style(model, images):
+    """``translate_grid`` gives the list of lists whatever the inputs' shape, with ``translate``'s pictures."""
+    one = model.translate_grid(images[0], domain="dog", seed=3)
+    assert len(one) == 1 and len(one[0]) == 1
+    assert np.array_equal(np.asarray(one[0][0]), np.asarray(model.translate(images[0], domain="dog", seed=3)))
+    grid = model.translate_grid(images, domain="cat", seed=[0, 1])
+    assert [len(row) for row in grid] == [2, 2, 2]
+    expected = model.translate(images, domain="cat", seed=[0, 1])
+    assert all(
+        np.array_equal(np.asarray(a), np.asarray(b))
+        for ra, rb in zip(grid, expected, strict=True)
+        for a, b in zip(ra, rb, strict=True)
+    )

@@ -36,7 +36,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .data import _DECODE_ERRORS, IMAGE_EXTENSIONS, DataError, decode_rgb
+from .images import DECODE_ERRORS, IMAGE_EXTENSIONS, DataError, decode_rgb
 
 #: The FAN's input size; the mean landmarks are in coordinates of a 256 px image too.
 REFERENCE_SIZE = 256
@@ -249,7 +249,7 @@ def _inputs(root: Path) -> Iterator[tuple[Path, Path]]:
 def _read(path: Path) -> Tensor:
     try:
         rgb = decode_rgb(path)  # as in training: a phone photo stored sideways is turned upright by its EXIF tag
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise DataError(f"cannot read image {path} ({type(exc).__name__}: {exc})") from exc
     return TF.to_dtype(TF.pil_to_tensor(rgb), torch.float32, scale=True) * 2 - 1
 

@@ -27,200 +27,51 @@ Example (``model.img_size`` is 256 for the released models)::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, overload
 
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from . import synthesis
-from .checkpoint import (
-    EMA_FORMAT,
-    TRAINING_FORMAT,
-    CheckpointError,
-    checkpoint_kind,
-    load_for_synthesis,
-    missing_fan_error,
-    read_domains,
+from .batching import ImageInputs, Images, gather_images, spread, squeeze_grid, squeeze_tensor, stack_grid
+from .batching import translate_pairs as _translate_pairs
+from .checkpoint import CheckpointError, load_for_synthesis, missing_fan_error
+from .config import ModelConfig
+from .domains import (
+    RELEASED_DOMAINS,
+    Domain,
+    DomainNames,
+    checkpoint_domains,
+    default_domains,
+    find_references,
 )
-from .config import ModelConfig, preset
-from .data import _DECODE_ERRORS, IMAGE_EXTENSIONS, DataError, _find_images, decode_rgb
+from .images import ImageLike, PathLike, list_images, read_image, to_pil
 from .model import Nets
-from .synthesis import MEAN_STYLE_LATENTS, fit_square, latents_from_seeds, mean_style, to_pil, truncate
+from .styles import Seeds, StyleCodes, StyleRequest, parse_seeds
+from .synthesis import fit_square
 
-PathLike = str | os.PathLike[str]
-#: One image: a PIL image, a file path, or a ``(3, H, W)`` tensor (uint8, or float in [-1, 1]).
-ImageLike = Image.Image | str | os.PathLike[str] | Tensor
-#: One image, or several: a list of ``ImageLike`` or a ``(B, 3, H, W)`` tensor.
-Images = ImageLike | Sequence[ImageLike]
-Domain = str | int
+#: What :meth:`StarGANv2.translate` returns with ``output="pil"``: one picture for one image and one style, a
+#: list over images or over styles, or a list (per image) of lists (per style).
+PilResult = Image.Image | list[Image.Image] | list[list[Image.Image]]
 
-#: The domain names of the released models, used when a checkpoint has the released architecture and no names.
-RELEASED_DOMAINS: dict[str, tuple[str, ...]] = {"afhq": ("cat", "dog", "wild"), "celeba_hq": ("female", "male")}
-
-
-def default_domains(config: ModelConfig) -> tuple[str, ...]:
-    """Names for a model whose checkpoint stores none: the released models' (``cat, dog, wild`` for the AFHQ
-    architecture, ``female, male`` for CelebA-HQ's), otherwise ``domain0, domain1, ...``."""
-    for name, domains in RELEASED_DOMAINS.items():
-        if config == preset(name).model:
-            return domains
-    return tuple(f"domain{k}" for k in range(config.num_domains))
-
-
-def checkpoint_domains(path: PathLike, config: ModelConfig, domains: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The domain names of a checkpoint: ``domains`` if given, else the names stored in the file (the ``domains``
-    metadata of our files), else ``default_domains(config)``."""
-    if domains is not None:
-        return tuple(domains)
-    if checkpoint_kind(path) in (EMA_FORMAT, TRAINING_FORMAT):
-        stored = read_domains(path)
-        if stored is not None:
-            return stored
-    return default_domains(config)
-
-
-def find_references(path: PathLike, domains: Sequence[str], domain: str | None = None) -> tuple[list[Path], list[int]]:
-    """Reference images and their domain labels from a file or folder, sorted by domain, then by name.
-
-    A folder with one sub-folder per domain (like training data) labels each image by its sub-folder: by name
-    when the sub-folders are named after the model's domains, else by sorted position as in training. With
-    ``domain`` given, only that domain's sub-folder is used if there is one, else every image under ``path``
-    is taken to be of that domain. A single file needs ``domain`` unless its folder is named after a domain.
-    """
-    path = Path(path)
-    index = {name: k for k, name in enumerate(domains)}
-
-    def label(name: str, where: Path) -> int:
-        if name in index:
-            return index[name]
-        raise ValueError(f"unknown domain '{name}' for references in {where}: the domains are {', '.join(domains)}")
-
-    if domain is not None:
-        k = label(domain, path)
-        if path.is_dir() and (path / domain).is_dir():
-            path = path / domain
-        files = list_images(path)
-        return files, [k] * len(files)
-    if path.is_dir():
-        subdirs = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-        if not subdirs:
-            raise ValueError(
-                f"{path} has no domain sub-folders: pass the references' domain (--domain NAME / domain=...) "
-                f"or sort them into sub-folders named {', '.join(domains)}"
-            )
-        if all(d in index for d in subdirs):
-            labels = {d: index[d] for d in subdirs}
-        elif len(subdirs) == len(domains):
-            labels = {d: k for k, d in enumerate(subdirs)}  # training's rule: sorted folder names give the labels
-        else:
-            raise ValueError(
-                f"the sub-folders of {path} ({', '.join(subdirs)}) are neither the model's domains "
-                f"({', '.join(domains)}) nor as many: rename them, or pass --domain NAME for a single domain"
-            )
-        files, ks = [], []
-        for d in sorted(subdirs, key=lambda d: labels[d]):
-            found = _find_images(path / d)
-            files += found
-            ks += [labels[d]] * len(found)
-        if not files:
-            raise DataError(f"{path} holds no images (searched recursively for {', '.join(IMAGE_EXTENSIONS)})")
-        return files, ks
-    files = list_images(path)  # a single file
-    if path.parent.name not in index:
-        raise ValueError(
-            f"reference {path}: the style encoder needs the reference's domain; pass --domain NAME (domain=...), "
-            f"one of {', '.join(domains)}, or keep references in folders named after their domains"
-        )
-    return files, [index[path.parent.name]]
-
-
-def spread(items: Sequence[Any], n: int | None) -> list[Any]:
-    """At most ``n`` items, evenly spaced over the sequence (all of them if ``n`` is ``None`` or large)."""
-    if n is None or n >= len(items):
-        return list(items)
-    if n < 1:
-        raise ValueError(f"need at least one item, got n={n}")
-    return [items[(i * len(items)) // n] for i in range(n)]
-
-
-def list_images(path: PathLike) -> list[Path]:
-    """The images a path stands for: a file is itself (read later, so a non-image fails naming it); a folder
-    gives its images, recursively and sorted (hidden files skipped)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file or folder: {path}")
-    if path.is_file():
-        return [path]
-    found = _find_images(path)
-    if not found:
-        raise DataError(f"{path} holds no images (searched recursively for {', '.join(IMAGE_EXTENSIONS)})")
-    return found
-
-
-def read_image(path: PathLike) -> Tensor:
-    """The image file at ``path`` as ``(3, H, W)`` uint8 RGB; errors name the file."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"image not found: {path}")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not an image (list its images with stargan_v2.api.list_images)")
-    try:
-        # As in training: upright by EXIF, 16-bit scaled, size-limited, BMP/JPEG/PNG/WebP only; a truncated file fails.
-        rgb = decode_rgb(path)
-    except _DECODE_ERRORS as e:
-        raise DataError(f"{path} is not a readable image ({type(e).__name__}: {e})") from None
-    return TF.pil_to_tensor(rgb)
-
-
-def _as_image_tensor(image: ImageLike, what: str) -> tuple[Tensor, Path | None]:
-    """One input as a ``(3, H, W)`` tensor (uint8, or float in [-1, 1]) and its path, if it came from a file."""
-    if isinstance(image, Image.Image):
-        return TF.pil_to_tensor(image.convert("RGB")), None
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(image), Path(image)
-    if isinstance(image, Tensor):
-        if image.dim() != 3 or image.shape[0] not in (1, 3):
-            raise ValueError(f"{what}: expected an image tensor of shape (3, H, W), got {tuple(image.shape)}")
-        if image.dtype != torch.uint8:
-            if not image.is_floating_point():
-                raise ValueError(f"{what}: expected a uint8 or float tensor, got {image.dtype}")
-            low, high = image.aminmax()
-            if low < -1.001 or high > 1.001:
-                raise ValueError(
-                    f"{what}: float image tensors must be in [-1, 1] (found [{low:.3g}, {high:.3g}]); "
-                    "pass uint8 for [0, 255] or use x * 2 - 1 for [0, 1]"
-                )
-        return image.detach().cpu().expand(3, -1, -1), None
-    raise TypeError(f"{what}: expected a PIL image, a file path or a tensor, got {type(image).__name__}")
-
-
-def _is_single(images: Images) -> bool:
-    """Whether ``images`` is one image (not a list of them or a batch tensor)."""
-    return isinstance(images, (Image.Image, str, os.PathLike)) or (isinstance(images, Tensor) and images.dim() == 3)
-
-
-def _gather(images: Images, what: str) -> tuple[list[Tensor], list[Path | None], bool]:
-    """Inputs as a list of image tensors and paths, and whether a single image (not a list) was given."""
-    single = _is_single(images)
-    items: Sequence[ImageLike] = [images] if single else images  # type: ignore[list-item, assignment]
-    if isinstance(images, Tensor) and images.dim() != 3:
-        if images.dim() != 4:
-            raise ValueError(f"{what}: expected (3, H, W) or (B, 3, H, W) tensors, got {tuple(images.shape)}")
-        items = list(images)
-    if len(items) == 0:
-        raise ValueError(f"{what}: no images given")
-    tensors, paths = [], []
-    for i, item in enumerate(items):
-        tensor, path = _as_image_tensor(item, what if single else f"{what}[{i}]")
-        tensors.append(tensor)
-        paths.append(path)
-    return tensors, paths, single
+__all__ = [
+    "RELEASED_DOMAINS",
+    "Domain",
+    "ImageLike",
+    "Images",
+    "PathLike",
+    "PilResult",
+    "StarGANv2",
+    "checkpoint_domains",
+    "default_domains",
+    "find_references",
+    "list_images",
+    "parse_seeds",
+    "read_image",
+    "spread",
+]
 
 
 class StarGANv2:
@@ -232,6 +83,10 @@ class StarGANv2:
     Inputs to :meth:`translate` are PIL images, image file paths, or tensors: ``(3, H, W)`` / ``(B, 3, H, W)``,
     uint8 in [0, 255] or float in [-1, 1] (the networks' range). Any size works: the centred square is resized
     to the model's ``img_size``. Outputs are PIL images, or float tensors in [-1, 1] with ``output="tensor"``.
+
+    The work is shared out: ``stargan_v2.domains`` resolves domain names, ``stargan_v2.styles`` builds the
+    style codes, ``stargan_v2.batching`` gathers the inputs and batches the (image, style) pairs, and
+    ``stargan_v2.images`` reads and converts the pictures.
     """
 
     def __init__(
@@ -246,14 +101,9 @@ class StarGANv2:
         self.nets = nets.to(self.device).eval()
         self.config = config
         self.fan = fan.to(self.device).eval() if fan is not None else None
-        names = tuple(domains) if domains is not None else default_domains(config)
-        if len(names) != config.num_domains or len(set(names)) != len(names):
-            raise ValueError(
-                f"domains must be {config.num_domains} distinct names (the model has {config.num_domains} "
-                f"domains), got {list(names)}"
-            )
-        self.domains: tuple[str, ...] = names
-        self._mean_styles: dict[int, Tensor] = {}
+        self._names = DomainNames(domains if domains is not None else default_domains(config), config.num_domains)
+        self.domains: tuple[str, ...] = self._names.names
+        self._styles = StyleCodes(self.nets, config, self._names, self.device)
 
     @classmethod
     def from_checkpoint(
@@ -294,20 +144,7 @@ class StarGANv2:
     def domain_index(self, domain: Domain) -> int:
         """The label of a domain given by name (exact, else case-insensitive) or by label (``1`` or ``"1"``);
         a ValueError lists the valid names otherwise."""
-        if isinstance(domain, bool) or not isinstance(domain, (int, str)):
-            raise TypeError(f"a domain is a name or an index, got {type(domain).__name__}")
-        if isinstance(domain, int):
-            if not 0 <= domain < self.num_domains:
-                raise ValueError(f"domain index {domain} is out of range: this model has {self.num_domains} domains")
-            return domain
-        if domain in self.domains:
-            return self.domains.index(domain)
-        folded = [d.lower() for d in self.domains]
-        if folded.count(domain.lower()) == 1:
-            return folded.index(domain.lower())
-        if domain.isdigit():  # a label typed on the command line
-            return self.domain_index(int(domain))
-        raise ValueError(f"unknown domain '{domain}': this model's domains are {', '.join(self.domains)}")
+        return self._names.index(domain)
 
     def __repr__(self) -> str:
         c = self.config
@@ -319,22 +156,12 @@ class StarGANv2:
     # Style codes
     # ------------------------------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def mean_style(self, domain: Domain) -> Tensor:
         """The domain's average latent-guided style over 10,000 fixed latents, ``(1, style_dim)`` (cached)."""
-        k = self.domain_index(domain)
-        if k not in self._mean_styles:
-            self._mean_styles[k] = mean_style(self.nets.mapping_network, k, self.config.latent_dim, MEAN_STYLE_LATENTS)
-        return self._mean_styles[k]
+        return self._styles.mean(domain)
 
-    @torch.no_grad()
     def style_from_latent(
-        self,
-        domain: Domain,
-        seed: int | Sequence[int] | None = None,
-        n: int = 1,
-        psi: float = 1.0,
-        z: Tensor | None = None,
+        self, domain: Domain, seed: Seeds = None, n: int = 1, psi: float = 1.0, z: Tensor | None = None
     ) -> Tensor:
         """Latent-guided styles ``F_y(z)``, ``(m, style_dim)`` on the model's device.
 
@@ -343,17 +170,8 @@ class StarGANv2:
         latent is fixed (see ``synthesis.latents_from_seeds``). ``psi < 1`` pulls the styles towards the
         domain's mean style (the truncation trick): ``s = mean + psi * (s - mean)``.
         """
-        k = self.domain_index(domain)
-        if z is None:
-            z = latents_from_seeds(_seed_list(seed, n), self.config.latent_dim)
-        z = z.reshape(-1, z.shape[-1]) if z.dim() == 1 else z
-        if z.dim() != 2 or z.shape[1] != self.config.latent_dim:
-            raise ValueError(f"z must have shape (m, {self.config.latent_dim}), got {tuple(z.shape)}")
-        z = z.to(self.device, torch.float32)
-        s = self.nets.mapping_network(z, torch.full((z.shape[0],), k, dtype=torch.long, device=self.device))
-        return truncate(s, self.mean_style(k), psi) if psi != 1.0 else s
+        return self._styles.from_latent(domain, seed, n, psi, z)
 
-    @torch.no_grad()
     def style_from_reference(
         self, reference: Images, domain: Domain | Sequence[Domain] | None = None, batch_size: int = 16
     ) -> Tensor:
@@ -362,35 +180,7 @@ class StarGANv2:
         The style encoder needs each reference's domain ``y``: ``domain`` (one for all, or one per reference),
         or else the name of the folder a reference file lies in (``refs/dog/rex.jpg`` is a dog).
         """
-        images, paths, _ = _gather(reference, "reference")
-        labels = self._reference_domains(paths, domain)
-        x = torch.stack([fit_square(im, self.img_size) for im in images])
-        styles = []
-        for i in range(0, x.shape[0], batch_size):
-            xb = x[i : i + batch_size].to(self.device)
-            styles.append(self.nets.style_encoder(xb, labels[i : i + batch_size].to(self.device)))
-        return torch.cat(styles)
-
-    def _reference_domains(self, paths: list[Path | None], domain: Domain | Sequence[Domain] | None) -> Tensor:
-        if domain is not None:
-            given = [domain] * len(paths) if isinstance(domain, (str, int)) else list(domain)
-            if len(given) != len(paths):
-                raise ValueError(f"got {len(given)} reference domains for {len(paths)} references")
-            return torch.tensor([self.domain_index(d) for d in given], dtype=torch.long)
-        labels = []
-        for i, path in enumerate(paths):
-            folder = path.parent.name if path is not None else None
-            if folder is not None and folder in self.domains:
-                labels.append(self.domains.index(folder))
-            elif self.num_domains == 1:
-                labels.append(0)
-            else:
-                where = f"reference {path}" if path is not None else f"reference {i}"
-                raise ValueError(
-                    f"{where}: the style encoder needs the reference's domain; pass domain=... (one of "
-                    f"{', '.join(self.domains)}) or keep references in folders named after their domains"
-                )
-        return torch.tensor(labels, dtype=torch.long)
+        return self._styles.from_reference(reference, domain, batch_size)
 
     # ------------------------------------------------------------------------------------------------------
     # Translation
@@ -398,8 +188,10 @@ class StarGANv2:
 
     def prepare(self, images: Images) -> Tensor:
         """Inputs as the networks take them: ``(N, 3, img_size, img_size)`` float in [-1, 1] on the CPU."""
-        tensors, _, _ = _gather(images, "images")
-        return torch.stack([fit_square(t, self.img_size) for t in tensors])
+        return self._fit(gather_images(images, "images"))
+
+    def _fit(self, inputs: ImageInputs) -> Tensor:
+        return torch.stack([fit_square(t, self.img_size) for t in inputs.tensors])
 
     @torch.no_grad()
     def masks(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -423,14 +215,49 @@ class StarGANv2:
             masks = self.masks(x)
         return self.nets.generator(x, s, masks=masks)
 
-    @torch.no_grad()
+    @overload
     def translate(
         self,
         images: Images,
         domain: Domain | None = None,
         *,
         reference: Images | None = None,
-        seed: int | Sequence[int] | None = None,
+        seed: Seeds = None,
+        n: int = 1,
+        psi: float = 1.0,
+        z: Tensor | None = None,
+        style: Tensor | None = None,
+        paste_back: bool = False,
+        output: Literal["pil"] = "pil",
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> PilResult: ...
+
+    @overload
+    def translate(
+        self,
+        images: Images,
+        domain: Domain | None = None,
+        *,
+        reference: Images | None = None,
+        seed: Seeds = None,
+        n: int = 1,
+        psi: float = 1.0,
+        z: Tensor | None = None,
+        style: Tensor | None = None,
+        paste_back: bool = False,
+        output: Literal["tensor"],
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> Tensor: ...
+
+    def translate(
+        self,
+        images: Images,
+        domain: Domain | None = None,
+        *,
+        reference: Images | None = None,
+        seed: Seeds = None,
         n: int = 1,
         psi: float = 1.0,
         z: Tensor | None = None,
@@ -439,7 +266,7 @@ class StarGANv2:
         output: Literal["pil", "tensor"] = "pil",
         batch_size: int = 16,
         progress: bool = False,
-    ) -> Any:
+    ) -> PilResult | Tensor:
         """Translate ``images`` with latent-guided, reference-guided or given styles.
 
         - latent-guided: ``domain`` names the target; ``seed`` (an int for ``n`` seeds from it, or a list of
@@ -453,120 +280,55 @@ class StarGANv2:
         for several of both. ``output="tensor"`` gives float tensors in [-1, 1] instead, stacked the same way
         (``(3, H, W)``, ``(N, ...)``, ``(m, ...)``, ``(N, m, ...)``). ``paste_back=True`` puts each result
         back into the centred square of its input, so it keeps the input's size and aspect. Work is done in
-        batches of ``batch_size`` (image, style) pairs on the model's device.
+        batches of ``batch_size`` (image, style) pairs on the model's device. :meth:`translate_grid` always
+        gives the list of lists.
         """
         if output not in ("pil", "tensor"):
             raise ValueError(f"output must be 'pil' or 'tensor', got {output!r}")
+        request = StyleRequest(domain, reference, seed, n, psi, z, style)
+        results, single_image, single_style = self._translate(images, request, paste_back, batch_size, progress)
+        if output == "tensor":
+            return squeeze_tensor(stack_grid(results), single_image, single_style)
+        return squeeze_grid([[to_pil(r) for r in row] for row in results], single_image, single_style)
+
+    def translate_grid(
+        self,
+        images: Images,
+        domain: Domain | None = None,
+        *,
+        reference: Images | None = None,
+        seed: Seeds = None,
+        n: int = 1,
+        psi: float = 1.0,
+        z: Tensor | None = None,
+        style: Tensor | None = None,
+        paste_back: bool = False,
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> list[list[Image.Image]]:
+        """:meth:`translate` with the result always a list (per image) of lists (per style) of pictures, whether
+        one image or one style was given or several."""
+        request = StyleRequest(domain, reference, seed, n, psi, z, style)
+        results, _, _ = self._translate(images, request, paste_back, batch_size, progress)
+        return [[to_pil(r) for r in row] for row in results]
+
+    @torch.no_grad()
+    def _translate(
+        self, images: Images, request: StyleRequest, paste_back: bool, batch_size: int, progress: bool
+    ) -> tuple[list[list[Tensor]], bool, bool]:
+        """The results per image, per style (float in [-1, 1] on the CPU), and whether one image and whether
+        one style was given."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        tensors, _, single_image = _gather(images, "images")
-        styles, single_style = self._styles(domain, reference, seed, n, psi, z, style)
-        x = torch.stack([fit_square(t, self.img_size) for t in tensors])
-        fakes = self._translate_pairs(x, styles, batch_size, progress)  # (N, m, 3, S, S) on the CPU
+        inputs = gather_images(images, "images")
+        styles, single_style = self._styles.for_request(request)
+        fakes = _translate_pairs(self.generate, self._fit(inputs), styles, batch_size, progress)  # (N, m, 3, S, S)
         if paste_back:
-            results: list[list[Tensor]] = [
-                [synthesis.paste_back(t, f) for f in row] for t, row in zip(tensors, fakes, strict=True)
-            ]
+            results = [[synthesis.paste_back(t, f) for f in row] for t, row in zip(inputs.tensors, fakes, strict=True)]
         else:
             results = [list(row) for row in fakes]
-        if output == "tensor":
-            sizes = {r.shape for row in results for r in row}
-            if len(sizes) > 1:
-                raise ValueError("paste_back with output='tensor' needs inputs of one size; use output='pil'")
-            stacked = torch.stack([torch.stack(row) for row in results])  # (N, m, 3, H, W)
-            return _shape(stacked, single_image, single_style)
-        pil = [[to_pil(r) for r in row] for row in results]
-        if single_image and single_style:
-            return pil[0][0]
-        if single_style:
-            return [row[0] for row in pil]
-        if single_image:
-            return pil[0]
-        return pil
-
-    def _styles(
-        self,
-        domain: Domain | None,
-        reference: Images | None,
-        seed: int | Sequence[int] | None,
-        n: int,
-        psi: float,
-        z: Tensor | None,
-        style: Tensor | None,
-    ) -> tuple[Tensor, bool]:
-        """The style codes ``(m, style_dim)`` of a translate call, and whether one style (not a list) was asked."""
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
-        if style is not None:
-            if reference is not None or z is not None or seed is not None:
-                raise ValueError("give style=, or reference=, or a domain with seed/z: not several")
-            if style.shape[-1] != self.config.style_dim or style.dim() not in (1, 2):
-                raise ValueError(f"style must have shape (m, {self.config.style_dim}), got {tuple(style.shape)}")
-            return style.reshape(-1, style.shape[-1]).to(self.device), style.dim() == 1
-        if reference is not None:
-            if seed is not None or z is not None or n != 1 or psi != 1.0:
-                raise ValueError("seed, z, n and psi are for latent-guided translation; a reference gives the style")
-            return self.style_from_reference(reference, domain), _is_single(reference)
-        if domain is None:
-            raise ValueError(
-                f"pass domain=... (one of {', '.join(self.domains)}) for latent-guided translation, "
-                "or reference=... for reference-guided translation"
-            )
-        single = n == 1 and (z.dim() == 1 if z is not None else not isinstance(seed, Sequence))
-        return self.style_from_latent(domain, seed, n, psi, z), single
-
-    def _translate_pairs(self, x: Tensor, styles: Tensor, batch_size: int, progress: bool) -> Tensor:
-        """``G`` for every (image, style) pair: ``(N, m, 3, S, S)`` on the CPU, computed in batches of pairs."""
-        n, m = x.shape[0], styles.shape[0]
-        out = torch.empty(n * m, *x.shape[1:])
-        pairs = torch.arange(n * m)
-        for start in tqdm(range(0, n * m, batch_size), desc="translate", unit="batch", disable=not progress):
-            idx = pairs[start : start + batch_size]
-            out[idx] = self.generate(x[idx // m], styles[(idx % m).to(styles.device)]).float().cpu()
-        return out.view(n, m, *x.shape[1:])
+        return results, inputs.single, single_style
 
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _seed_list(seed: int | Sequence[int] | None, n: int) -> list[int]:
-    """The seeds a ``seed`` argument stands for (see ``StarGANv2.style_from_latent``)."""
-    if seed is None:
-        seed = int(torch.randint(0, 2**31 - 1, ()).item())
-    if isinstance(seed, int):
-        return list(range(seed, seed + n))
-    seeds = [int(k) for k in seed]
-    if n != 1 and n != len(seeds):
-        raise ValueError(f"n={n} does not match the {len(seeds)} seeds given")
-    return seeds
-
-
-def _shape(stacked: Tensor, single_image: bool, single_style: bool) -> Tensor:
-    """Drop the image and/or style axis of ``(N, m, 3, H, W)`` where the input was a single one."""
-    if single_image and single_style:
-        return stacked[0, 0]
-    if single_style:
-        return stacked[:, 0]
-    if single_image:
-        return stacked[0]
-    return stacked
-
-
-def parse_seeds(text: str) -> list[int]:
-    """Seeds from the command line: ``"7"``, ``"0-9"``, ``"0,3,5"`` or ``"0-4,10"``."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                cut = part.index("-", 1)
-                low, high = int(part[:cut]), int(part[cut + 1 :])
-                if high < low:
-                    raise ValueError
-                seeds.extend(range(low, high + 1))
-            else:
-                seeds.append(int(part))
-    except ValueError:
-        raise ValueError(f"--seeds {text!r}: expected seeds like 7, 0-9, 0,3,5 or 0-4,10") from None
-    return seeds

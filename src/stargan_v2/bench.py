@@ -43,6 +43,8 @@ from .train import (
 )
 
 IMPLS = ("ours", "authors")
+#: Where the styles of a synthesis benchmark come from: latent codes (F) or reference images (E).
+SYNTH_MODES = ("latent", "reference")
 
 
 @dataclass
@@ -392,7 +394,7 @@ def bench_synth(
     settings = _resolve(impl, config, device, precision, "auto", memory_format)
     if impl == "authors" and compile_nets:
         raise ValueError("--impl authors is the authors' eager iteration: drop --compile")
-    if mode not in ("latent", "reference"):
+    if mode not in SYNTH_MODES:
         raise ValueError(f"--mode {mode}: choose latent or reference")
     device = _setup(config, device, "synthesis")
     nets = build_nets(config.model, discriminator=False).to(device).eval()

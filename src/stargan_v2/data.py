@@ -28,29 +28,36 @@ lists the cases and their tests.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
-import struct
 import warnings
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import Image, ImageFile, ImageOps
+from PIL import ImageFile
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from .images import (
+    DECODE_ERRORS,
+    IMAGE_EXTENSIONS,
+    DataError,
+    decode_problem,
+    decode_rgb,
+    find_images,
+    is_image_name,
+    open_image,
+)
+from .images import IMAGE_FORMATS as IMAGE_FORMATS  # re-exported: data.py was their home before images.py
+from .images import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
+
 if TYPE_CHECKING:  # train.py may import this module, so StepInputs is imported lazily at run time.
     from .train import StepInputs
-
-IMAGE_EXTENSIONS: tuple[str, ...] = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
 
 #: The random resized crop of the released models: area fraction and aspect ratio (width / height) ranges.
 CROP_SCALE: tuple[float, float] = (0.8, 1.0)
@@ -59,26 +66,7 @@ _CROP_TRIES = 10
 #: Uniform numbers drawn per image: the crop coin, the flip coin, then 4 per crop try (scale, ratio, top, left).
 _AUG_UNIFORMS = 2 + 4 * _CROP_TRIES
 
-#: What Pillow raises on a file it cannot decode (corrupt headers, truncated data, broken compressed streams).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
-
-#: The decoders an image file may use, whatever its extension (content is sniffed, so a PNG named .jpg is read as
-#: the PNG it is). These are the formats of ``IMAGE_EXTENSIONS`` (JPEG includes the MPO variant some cameras
-#: write). Every other Pillow decoder is refused: some, such as EPS (which runs Ghostscript), are an attack surface
-#: that a folder of training images never needs.
-IMAGE_FORMATS: tuple[str, ...] = ("BMP", "JPEG", "PNG", "WEBP")
-
-#: The most pixels an image may have: 8192 x 8192. A larger one is refused by name before it is decoded, so a
-#: decompression bomb (a small file declaring a huge image) never allocates memory. This holds even if other code
-#: lifts Pillow's own limit (``Image.MAX_IMAGE_PIXELS``, which only warns between 89M and 179M pixels). Training
-#: converts the decoded image to float before resizing, so this is about 0.8 GB at most per image in flight.
-MAX_IMAGE_PIXELS = 8192 * 8192
-
 _SKIP_HINT = "delete or replace the file, or pass --skip-bad-images to skip unreadable files during training"
-
-
-class DataError(ValueError):
-    """Bad data: the message names the file or folder and the fix."""
 
 
 class BadImageWarning(UserWarning):
@@ -108,26 +96,6 @@ class DomainFolders:
         return sum(len(f) for f in self.files)
 
 
-def _is_image(name: str) -> bool:
-    # Hidden files are skipped too: macOS writes "._name.jpg" companions that are not images.
-    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def _find_images(folder: Path) -> list[Path]:
-    """Image files under ``folder``, recursively (following links, skipping hidden folders), sorted."""
-    found: list[Path] = []
-    visited: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in visited:  # a symbolic link loop
-            dirnames[:] = []
-            continue
-        visited.add(real)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(Path(dirpath, name) for name in filenames if _is_image(name))
-    return sorted(found)
-
-
 def _listing(names: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(str(n) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
@@ -154,7 +122,7 @@ def scan_domains(
         raise DataError(f"{root} is not a folder; pass the folder that holds one sub-folder per domain")
     domains = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not domains:
-        loose = [p.name for p in root.iterdir() if p.is_file() and _is_image(p.name)]
+        loose = [p.name for p in root.iterdir() if p.is_file() and is_image_name(p.name)]
         hint = (
             f"; it holds {len(loose)} image(s) directly: move them into one sub-folder per domain "
             f"(e.g. {root / 'cat'}, {root / 'dog'})"
@@ -167,7 +135,7 @@ def scan_domains(
             f"the config says {num_domains} domains but {root} has {len(domains)}: {', '.join(domains)}; "
             f"fix the folder or --set num_domains={len(domains)}"
         )
-    files = tuple(tuple(_find_images(root / d)) for d in domains)
+    files = tuple(tuple(find_images(root / d)) for d in domains)
     empty = [str(root / d) for d, f in zip(domains, files, strict=True) if not f]
     if empty:
         raise DataError(
@@ -191,10 +159,10 @@ def _check_sizes(folders: DomainFolders, min_size: int, skip_bad_images: bool) -
     unreadable: list[str] = []
     for path in (p for domain in folders.files for p in domain):
         try:
-            with _open_image(path) as image:
+            with open_image(path) as image:
                 width, height = image.size
-        except _DECODE_ERRORS as e:
-            unreadable.append(f"{path} ({_decode_problem(e)})")
+        except DECODE_ERRORS as e:
+            unreadable.append(f"{path} ({decode_problem(e)})")
             continue
         if min(width, height) < min_size:
             too_small.append(f"{path} ({width}x{height})")
@@ -235,53 +203,11 @@ def check_same_domains(train: DomainFolders, val: DomainFolders) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _open_image(path: Path) -> Image.Image:
-    """Open ``path`` lazily (only the header is read) with the decoders of ``IMAGE_FORMATS``.
-
-    Raises one of ``_DECODE_ERRORS``: ``DecompressionBombError`` for an image of more than ``MAX_IMAGE_PIXELS``.
-    """
-    with warnings.catch_warnings():
-        # Pillow warns about images above 89M pixels; those are refused below anyway, with the file's name.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image = Image.open(path, formats=IMAGE_FORMATS)
-    width, height = image.size
-    if width * height > MAX_IMAGE_PIXELS:
-        image.close()
-        raise Image.DecompressionBombError(
-            f"{width}x{height} is {width * height:,} pixels, more than the limit of {MAX_IMAGE_PIXELS:,} "
-            "(a decompression bomb, or a photo far larger than training needs: downscale it)"
-        )
-    return image
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Decode ``image`` and return it as 8-bit RGB, upright.
-
-    - The EXIF orientation is applied, so a phone photo stored sideways with a "rotate 90" tag is used upright.
-      A malformed EXIF block is ignored (as image viewers do): the pixels are then used as stored.
-    - 16-bit greyscale is scaled to 8 bits (``v / 257``). Pillow's ``convert`` would clip it at 255 instead,
-      turning all but the darkest images white. 16-bit colour PNGs are already reduced to 8 bits by Pillow.
-    - Alpha is dropped and the colour under it is kept, as in the authors' loader (``convert('RGB')``).
-      Palette images go through RGBA so that Pillow does not warn about their transparency.
-    - CMYK, 1-bit, greyscale and palette images are converted by Pillow.
-    """
-    image.load()  # decode every pixel now: a truncated file fails here
-    with contextlib.suppress(Exception):
-        # in_place: the pixels are turned before the metadata is rewritten, the step that malformed EXIF breaks.
-        ImageOps.exif_transpose(image, in_place=True)
-    if image.mode.startswith("I"):  # I;16, I;16B, I;16L (and "I" from older Pillow): 16-bit greyscale
-        levels = np.asarray(image).astype(np.uint32).clip(0, 65535)
-        image = Image.fromarray(((levels * 255 + 32767) // 65535).astype(np.uint8))
-    elif image.mode == "P":
-        image = image.convert("RGBA")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
 def _read_rgb(path: Path) -> Tensor:
     """The image at ``path`` as ``(3, H, W)`` uint8 RGB, whatever its colour mode; DataError if unreadable.
 
-    See ``_to_rgb`` for the conversions (EXIF orientation, 16-bit, alpha) and ``_open_image`` for the formats
-    and the size limit.
+    See ``images.to_rgb`` for the conversions (EXIF orientation, 16-bit, alpha) and ``images.open_image`` for the
+    formats and the size limit.
     """
     # A truncated file must fail rather than decode as a partly grey image. This module never turns Pillow's
     # lenient mode on; if other code did, say so.
@@ -293,27 +219,9 @@ def _read_rgb(path: Path) -> Tensor:
         )
     try:
         rgb = decode_rgb(path)
-    except _DECODE_ERRORS as e:
-        raise DataError(f"cannot read image {path} ({_decode_problem(e)}); {_SKIP_HINT}") from e
+    except DECODE_ERRORS as e:
+        raise DataError(f"cannot read image {path} ({decode_problem(e)}); {_SKIP_HINT}") from e
     return TF.pil_to_tensor(rgb)
-
-
-def decode_rgb(path: str | os.PathLike) -> Image.Image:
-    """The image at ``path`` as an upright 8-bit RGB Pillow image, decoded exactly as training reads images.
-
-    Raises one of ``_DECODE_ERRORS`` for a file that cannot be used (see ``_open_image`` and ``_to_rgb``);
-    callers turn it into a ``DataError`` naming the file.
-    """
-    with _open_image(Path(path)) as image:
-        return _to_rgb(image)
-
-
-def _decode_problem(error: BaseException) -> str:
-    """What went wrong, in words (Pillow's messages alone do not say which formats are allowed)."""
-    if isinstance(error, Image.UnidentifiedImageError):  # every allowed decoder refused the header
-        formats = f"{', '.join(IMAGE_FORMATS[:-1])} or {IMAGE_FORMATS[-1]}"
-        return f"not a {formats} image, or damaged before its first pixel"
-    return f"{type(error).__name__}: {error}"
 
 
 def load_image(path: Path, img_size: int) -> Tensor:

@@ -43,6 +43,8 @@ PathLike = str | os.PathLike[str]
 ONNX_OPSET = 17
 #: The TorchScript file's extra entry holding the metadata.
 TORCHSCRIPT_METADATA = "stargan_v2.json"
+#: The graph formats the generator can be exported to (``stargan-v2 export --format``).
+GRAPH_FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 
 
 class ExportError(ValueError):

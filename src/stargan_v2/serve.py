@@ -35,8 +35,9 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr
 from PIL import Image, ImageOps
 
-from .api import PathLike, StarGANv2, spread
-from .data import _DECODE_ERRORS, IMAGE_EXTENSIONS, _find_images
+from .api import StarGANv2
+from .batching import spread
+from .images import DECODE_ERRORS, IMAGE_EXTENSIONS, PathLike, find_images
 
 #: Element ids of the page's parts, used by the browser test (and handy for custom CSS).
 SOURCE_ID, RESULT_ID, VARIATIONS_ID = "source", "result", "variations"
@@ -103,7 +104,7 @@ def read_upload(upload: Any, what: str, limits: UploadLimits = UploadLimits()) -
                 image = ImageOps.exif_transpose(opened).convert("RGB")  # decodes the whole file
         except gr.Error:
             raise  # our own refusal (gr.Error is a ValueError, which the next clause would take for a bad file)
-        except _DECODE_ERRORS as e:
+        except DECODE_ERRORS as e:
             if isinstance(e, Image.DecompressionBombError):
                 raise _refuse(f"The {what} ({name}) has too many pixels to decode.", title="Image too large") from e
             raise _refuse(
@@ -162,7 +163,7 @@ def translate_latent(
     """Latent-guided translation of the source into ``domain`` with the style of ``seed``, truncated by ``psi``
     (1 = none, 0 = the domain's mean style)."""
     image = read_upload(source, "source image", limits)
-    return model.translate(image, domain=_domain(model, domain), seed=_seed(seed), psi=_psi(psi))
+    return model.translate_grid(image, domain=_domain(model, domain), seed=_seed(seed), psi=_psi(psi))[0][0]
 
 
 def more_variations(
@@ -179,7 +180,7 @@ def more_variations(
     image = read_upload(source, "source image", limits)
     first = _seed(seed)
     seeds = [k for k in range(first, first + n) if k <= MAX_SEED]
-    results = model.translate(image, domain=_domain(model, domain), seed=seeds, psi=_psi(psi))
+    results = model.translate_grid(image, domain=_domain(model, domain), seed=seeds, psi=_psi(psi))[0]
     return [(result, f"seed {k}") for result, k in zip(results, seeds, strict=True)]
 
 
@@ -190,7 +191,7 @@ def translate_reference(
     ``reference_domain`` (the style encoder needs the reference's domain)."""
     image = read_upload(source, "source image", limits)
     ref = read_upload(reference, "reference image", limits)
-    return model.translate(image, reference=ref, domain=_domain(model, reference_domain))
+    return model.translate_grid(image, reference=ref, domain=_domain(model, reference_domain))[0][0]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -208,13 +209,13 @@ def default_examples(checkpoint: PathLike, per_domain: int = 2) -> list[Path]:
         return []
     examples: list[Path] = []
     for folder in sorted(d for d in val.iterdir() if d.is_dir()):
-        examples += _find_images(folder)[:per_domain]
+        examples += find_images(folder)[:per_domain]
     return examples
 
 
 def example_images(folder: PathLike, n: int = 8) -> list[Path]:
     """``n`` images spread over a folder (searched recursively), to offer as examples."""
-    found = _find_images(Path(folder))
+    found = find_images(Path(folder))
     if not found:
         raise FileNotFoundError(f"{folder} holds no images (searched recursively for {', '.join(IMAGE_EXTENSIONS)})")
     return spread(found, n)
@@ -231,111 +232,175 @@ def build_app(
     ``psi``, a grid of ``variations`` more seeds) and a reference-guided tab, and the results."""
     if variations < 1:
         raise ValueError(f"variations must be at least 1, got {variations}")
-    domains = list(model.domains)
-    loaded = f" Model: `{html.escape(checkpoint_name)}`." if checkpoint_name else ""
     with gr.Blocks(title="StarGAN v2", analytics_enabled=False) as app:
-        gr.Markdown(
-            "# StarGAN v2\n"
-            f"Translate a picture into another domain ({', '.join(map(html.escape, domains))}).{loaded} The model "
-            f"works on {model.img_size}x{model.img_size} images and sees the centred square of yours. Uploads up "
-            f"to {limits.max_mb:g} MB and {limits.max_pixels:,} pixels."
-        )
+        gr.Markdown(_header(model, limits, checkpoint_name))
         with gr.Row():
             with gr.Column():
-                source = gr.Image(
-                    label="Source image",
-                    type="filepath",
-                    sources=["upload", "clipboard"],
-                    height=320,
-                    elem_id=SOURCE_ID,
-                )
-                if examples:
-                    gr.Examples([[str(p)] for p in examples], inputs=[source], label="Or pick a source")
+                source = _source_image(examples)
             with gr.Column():
                 with gr.Tab("Latent-guided"):
-                    domain = gr.Dropdown(domains, value=domains[-1], label="Target domain", elem_id="domain")
-                    seed = gr.Number(0, label="Seed (each seed is one style)", precision=0, minimum=0, elem_id="seed")
-                    psi = gr.Slider(
-                        0.0,
-                        1.0,
-                        value=1.0,
-                        step=0.05,
-                        label="psi: truncation towards the domain's mean style (1 = none)",
-                        elem_id="psi",
-                    )
-                    with gr.Row():
-                        translate = gr.Button("Translate", variant="primary", elem_id="translate")
-                        more = gr.Button(f"More variations ({variations} seeds)", elem_id="more")
+                    latent = _latent_tab(list(model.domains), variations)
                 with gr.Tab("Reference-guided"):
-                    reference = gr.Image(
-                        label="Reference image (gives the style)",
-                        type="filepath",
-                        sources=["upload", "clipboard"],
-                        elem_id="reference",
-                    )
-                    ref_domain = gr.Dropdown(
-                        domains, value=domains[0], label="The reference's domain", elem_id="ref_domain"
-                    )
-                    translate_ref = gr.Button(
-                        "Translate like the reference", variant="primary", elem_id="translate_ref"
-                    )
-                # No "share" button: it posts the image to Hugging Face. PNG: the result as computed, not recompressed.
-                result = gr.Image(
-                    label="Result",
-                    type="pil",
-                    format="png",
-                    height=320,
-                    interactive=False,
-                    buttons=["download", "fullscreen"],
-                    elem_id=RESULT_ID,
-                )
-        gallery = gr.Gallery(
-            label="Variations",
-            columns=min(variations, 8),
-            height=180 * -(-variations // 8),  # as tall as its rows of thumbnails (8 a row), not a big fixed box
-            format="png",
-            interactive=False,
-            buttons=["download", "fullscreen"],
-            elem_id=VARIATIONS_ID,
-        )
-
-        # preprocess=False: the handlers get the stored upload's path (Gradio has already checked it is one of
-        # its uploads) and open it themselves, so that a file that is not an image is refused with a message
-        # saying so rather than a decoding error. One concurrency queue for all events: one translation at a
-        # time, since each already uses all the CPU threads (or the GPU).
-        events: dict[str, Any] = {"preprocess": False, "concurrency_id": "model", "concurrency_limit": 1}
-        translate.click(
-            lambda s, d, k, p: translate_latent(model, s, d, k, p, limits),
-            [source, domain, seed, psi],
-            result,
-            api_name="translate_latent",
-            **events,
-        )
-        more.click(
-            lambda s, d, k, p: more_variations(model, s, d, k, p, variations, limits),
-            [source, domain, seed, psi],
-            gallery,
-            api_name="more_variations",
-            **events,
-        )
-        translate_ref.click(
-            lambda s, r, d: translate_reference(model, s, r, d, limits),
-            [source, reference, ref_domain],
-            result,
-            api_name="translate_reference",
-            **events,
-        )
-        # Check each upload as it arrives, so that a file that is no picture (or too big a one) is refused at
-        # once rather than when a translation is asked for. Not in the model's queue: it is quick.
-        for image, what in ((source, "source image"), (reference, "reference image")):
-            image.upload(
-                lambda upload, what=what: check_upload(upload, what, limits),
-                image,
-                None,
-                preprocess=False,
-                api_visibility="private",
-            )
+                    reference = _reference_tab(list(model.domains))
+                result = _result_image()
+        gallery = _variations_gallery(variations)
+        page = _Page(source, latent, reference, result, gallery)
+        _wire_translations(page, model, variations, limits)
+        _wire_upload_checks(page, limits)
     return app
+
+
+@dataclass(frozen=True)
+class _LatentTab:
+    domain: gr.Dropdown
+    seed: gr.Number
+    psi: gr.Slider
+    translate: gr.Button
+    more: gr.Button
+
+
+@dataclass(frozen=True)
+class _ReferenceTab:
+    reference: gr.Image
+    domain: gr.Dropdown
+    translate: gr.Button
+
+
+@dataclass(frozen=True)
+class _Page:
+    """The page's inputs, buttons and outputs, for wiring the events."""
+
+    source: gr.Image
+    latent: _LatentTab
+    reference: _ReferenceTab
+    result: gr.Image
+    gallery: gr.Gallery
+
+
+def _header(model: StarGANv2, limits: UploadLimits, checkpoint_name: str | None) -> str:
+    """The page's title and what it does (the domains, the model, the image size and the upload limits)."""
+    loaded = f" Model: `{html.escape(checkpoint_name)}`." if checkpoint_name else ""
+    return (
+        "# StarGAN v2\n"
+        f"Translate a picture into another domain ({', '.join(map(html.escape, model.domains))}).{loaded} The model "
+        f"works on {model.img_size}x{model.img_size} images and sees the centred square of yours. Uploads up "
+        f"to {limits.max_mb:g} MB and {limits.max_pixels:,} pixels."
+    )
+
+
+def _source_image(examples: Sequence[PathLike]) -> gr.Image:
+    """The source image input, with the examples to pick from below it (if any)."""
+    source = gr.Image(
+        label="Source image",
+        type="filepath",
+        sources=["upload", "clipboard"],
+        height=320,
+        elem_id=SOURCE_ID,
+    )
+    if examples:
+        gr.Examples([[str(p)] for p in examples], inputs=[source], label="Or pick a source")
+    return source
+
+
+def _latent_tab(domains: list[str], variations: int) -> _LatentTab:
+    """The latent-guided controls: target domain, seed, ``psi`` and the two buttons."""
+    domain = gr.Dropdown(domains, value=domains[-1], label="Target domain", elem_id="domain")
+    seed = gr.Number(0, label="Seed (each seed is one style)", precision=0, minimum=0, elem_id="seed")
+    psi = gr.Slider(
+        0.0,
+        1.0,
+        value=1.0,
+        step=0.05,
+        label="psi: truncation towards the domain's mean style (1 = none)",
+        elem_id="psi",
+    )
+    with gr.Row():
+        translate = gr.Button("Translate", variant="primary", elem_id="translate")
+        more = gr.Button(f"More variations ({variations} seeds)", elem_id="more")
+    return _LatentTab(domain, seed, psi, translate, more)
+
+
+def _reference_tab(domains: list[str]) -> _ReferenceTab:
+    """The reference-guided controls: the reference image, its domain and the button."""
+    reference = gr.Image(
+        label="Reference image (gives the style)",
+        type="filepath",
+        sources=["upload", "clipboard"],
+        elem_id="reference",
+    )
+    domain = gr.Dropdown(domains, value=domains[0], label="The reference's domain", elem_id="ref_domain")
+    translate = gr.Button("Translate like the reference", variant="primary", elem_id="translate_ref")
+    return _ReferenceTab(reference, domain, translate)
+
+
+def _result_image() -> gr.Image:
+    # No "share" button: it posts the image to Hugging Face. PNG: the result as computed, not recompressed.
+    return gr.Image(
+        label="Result",
+        type="pil",
+        format="png",
+        height=320,
+        interactive=False,
+        buttons=["download", "fullscreen"],
+        elem_id=RESULT_ID,
+    )
+
+
+def _variations_gallery(variations: int) -> gr.Gallery:
+    return gr.Gallery(
+        label="Variations",
+        columns=min(variations, 8),
+        height=180 * -(-variations // 8),  # as tall as its rows of thumbnails (8 a row), not a big fixed box
+        format="png",
+        interactive=False,
+        buttons=["download", "fullscreen"],
+        elem_id=VARIATIONS_ID,
+    )
+
+
+def _wire_translations(page: _Page, model: StarGANv2, variations: int, limits: UploadLimits) -> None:
+    """The three buttons call the handlers with the model."""
+    # preprocess=False: the handlers get the stored upload's path (Gradio has already checked it is one of
+    # its uploads) and open it themselves, so that a file that is not an image is refused with a message
+    # saying so rather than a decoding error. One concurrency queue for all events: one translation at a
+    # time, since each already uses all the CPU threads (or the GPU).
+    events: dict[str, Any] = {"preprocess": False, "concurrency_id": "model", "concurrency_limit": 1}
+    latent, reference = page.latent, page.reference
+    latent_inputs = [page.source, latent.domain, latent.seed, latent.psi]
+    latent.translate.click(
+        lambda s, d, k, p: translate_latent(model, s, d, k, p, limits),
+        latent_inputs,
+        page.result,
+        api_name="translate_latent",
+        **events,
+    )
+    latent.more.click(
+        lambda s, d, k, p: more_variations(model, s, d, k, p, variations, limits),
+        latent_inputs,
+        page.gallery,
+        api_name="more_variations",
+        **events,
+    )
+    reference.translate.click(
+        lambda s, r, d: translate_reference(model, s, r, d, limits),
+        [page.source, reference.reference, reference.domain],
+        page.result,
+        api_name="translate_reference",
+        **events,
+    )
+
+
+def _wire_upload_checks(page: _Page, limits: UploadLimits) -> None:
+    """Check each upload as it arrives, so that a file that is no picture (or too big a one) is refused at once
+    rather than when a translation is asked for. Not in the model's queue: it is quick."""
+    for image, what in ((page.source, "source image"), (page.reference.reference, "reference image")):
+        image.upload(
+            lambda upload, what=what: check_upload(upload, what, limits),
+            image,
+            None,
+            preprocess=False,
+            api_visibility="private",
+        )
 
 
 def launch(

@@ -12,16 +12,15 @@ any size to the model (and pasting the result back); ``stargan_v2.api.StarGANv2`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import Image
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
+from .images import save_image as save_image  # re-exported: writing grids is part of synthesis
+from .images import to_pil as to_pil
 from .model import Nets
 
 MaskFn = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -182,28 +181,3 @@ def paste_back(original: Tensor, output: Tensor) -> Tensor:
     result = as_signed_unit(original.detach().cpu()).clone()
     result[:, top : top + side, left : left + side] = x
     return result
-
-
-def to_pil(image: Tensor) -> Image.Image:
-    """A ``(3, H, W)`` tensor in [-1, 1] as an 8-bit RGB picture."""
-    array = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return Image.fromarray(array.permute(1, 2, 0).numpy())
-
-
-def save_image(image: Tensor, path: str | os.PathLike[str]) -> Path:
-    """Write a ``(3, H, W)`` tensor in [-1, 1] (PNG or JPEG by the suffix), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    to_pil(image).save(tmp, format=_format(path), quality=95)
-    os.replace(tmp, path)
-    return path
-
-
-def _format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in (".jpg", ".jpeg"):
-        return "JPEG"
-    if suffix == ".png":
-        return "PNG"
-    raise ValueError(f"cannot write {path}: use a .png or .jpg file name")

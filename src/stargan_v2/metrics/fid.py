@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.models.inception import Inception3, InceptionA, InceptionC, InceptionE
 from tqdm.auto import tqdm
 
-from ..data import _DECODE_ERRORS, DataError, decode_rgb
+from ..images import DECODE_ERRORS, DataError, decode_rgb
 
 #: Feature networks by name: (weight file, where users get it, what the numbers compare with).
 FEATURE_NETS: dict[str, tuple[str, str, str]] = {
@@ -439,14 +439,14 @@ def read_image_uint8(path: str | os.PathLike, size: int | None = None) -> Tensor
     """The image file at ``path`` as ``(3, H, W)`` uint8 RGB; with ``size``, squashed to ``size x size`` by PIL's
     bilinear filter and rounded to 8 bits, as the authors' evaluation loader reads every image.
 
-    Decoding is the training data's (``data.decode_rgb``): the allowed formats, the size limit, and a
+    Decoding is the training data's (``images.decode_rgb``): the allowed formats, the size limit, and a
     ``DataError`` naming a file that cannot be read. It differs from the authors' loader and pytorch-fid
     (``Image.open(path).convert("RGB")``) only on files with an EXIF orientation tag (turned upright here) and
     16-bit greyscale files (scaled here, clipped to white there).
     """
     try:
         image = decode_rgb(path)
-    except _DECODE_ERRORS as e:
+    except DECODE_ERRORS as e:
         raise DataError(f"cannot read image {path} ({type(e).__name__}: {e}): remove or replace the file") from None
     if size is not None:
         image = image.resize((size, size), Image.Resampling.BILINEAR)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import IMAGE_EXTENSIONS, DataError, _find_images
+from ..images import IMAGE_EXTENSIONS, DataError, find_images
 from .fid import (
     FEATURE_DIM,
     FEATURE_NETS,
@@ -81,7 +81,7 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
         raise FileNotFoundError(f"no such folder or statistics file: {path}")
     if not path.is_dir():
         raise ValueError(f"{path} is neither a folder of images nor a .npz statistics file (with arrays mu, sigma)")
-    files = _find_images(path)
+    files = find_images(path)
     if not files:
         raise DataError(
             f"{path} holds no images (searched recursively for {', '.join(IMAGE_EXTENSIONS)}): give a folder of "
