@@ -93,6 +93,16 @@ def test_diversity_term_pushes_only_through_the_first_image(tiny_config: Config,
     assert torch.count_nonzero(z1.grad) > 0
 
 
+def test_losses_name_a_missing_discriminator(tiny_config: Config, tiny_inputs: StepInputs) -> None:
+    """An inference-only set (no D) is refused with a ValueError, not 'NoneType is not callable'."""
+    nets = build_nets(tiny_config.model, discriminator=False)
+    i = tiny_inputs
+    with pytest.raises(ValueError, match="no discriminator"):
+        d_loss(nets, i.x_src, i.y_src, i.y_trg, tiny_config.train, z_trg=i.z_trg)
+    with pytest.raises(ValueError, match="no discriminator"):
+        g_loss(nets, i.x_src, i.y_src, i.y_trg, tiny_config.train, 1.0, z_trgs=(i.z_trg, i.z_trg2))
+
+
 def test_high_pass_g_loss_needs_the_mask_function(tiny_inputs: StepInputs) -> None:
     cfg = ModelConfig(img_size=32, dim_in=8, max_conv_dim=16, hidden_dim=16, latent_dim=8, w_hpf=1.0)
     nets = build_nets(cfg)

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -118,6 +119,7 @@ def authors_train_step(state: TrainState, inputs: StepInputs) -> None:
     for _, module in state.nets.items():
         set_fused_resampling(module, False)
     cfg, nets = state.config.train, state.nets
+    discriminator = nets.require_discriminator()
     x, y_org, y_trg = inputs.x_src, inputs.y_src, inputs.y_trg
     lambda_ds = ds_weight(state.step, cfg)
 
@@ -126,14 +128,14 @@ def authors_train_step(state: TrainState, inputs: StepInputs) -> None:
 
     for z, ref in ((inputs.z_trg, None), (None, inputs.x_ref)):
         x_real = x.detach().requires_grad_(True)
-        logits = nets.discriminator(x_real, None)
+        logits = discriminator(x_real, None)
         out = select_domain(logits, y_org)
         loss = adv_loss(out, 1.0) + cfg.lambda_reg * r1_penalty(out, x_real)
         if cfg.lambda_wrong_domain > 0:
             loss = loss + cfg.lambda_wrong_domain * wrong_domain_loss(logits, y_org)
         with torch.no_grad():
             x_fake = nets.generator(x, style(z, ref))
-        loss = loss + adv_loss(nets.discriminator(x_fake, y_trg), 0.0)
+        loss = loss + adv_loss(discriminator(x_fake, y_trg), 0.0)
         _all_grads_update(state, ["discriminator"], loss)
 
     latent = ((inputs.z_trg, None), (inputs.z_trg2, None))
@@ -144,7 +146,7 @@ def authors_train_step(state: TrainState, inputs: StepInputs) -> None:
     ):
         s_trg = style(*first)
         x_fake = nets.generator(x, s_trg)
-        loss_adv = adv_loss(nets.discriminator(x_fake, y_trg), 1.0)
+        loss_adv = adv_loss(discriminator(x_fake, y_trg), 1.0)
         loss_sty = (nets.style_encoder(x_fake, y_trg) - s_trg).abs().mean()
         x_fake2 = nets.generator(x, style(*second)).detach()
         loss_ds = (x_fake - x_fake2).abs().mean()
@@ -198,7 +200,13 @@ def _count_flops(fn: Callable[[], object]) -> float:
     class Counter(TorchDispatchMode):
         total = 0
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        def __torch_dispatch__(
+            self,
+            func: Any,
+            types: Any,
+            args: tuple[Any, ...] = (),
+            kwargs: dict[str, Any] | None = None,
+        ) -> Any:
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             formula = flop_registry.get(func._overloadpacket)

@@ -173,7 +173,9 @@ def export_onnx(nets: Nets, config: ModelConfig, out: PathLike, domains: Sequenc
     for entry, path in onnx_paths(out).items():
         path.parent.mkdir(parents=True, exist_ok=True)
         dynamic = {name: {0: "batch"} for name in [*names[entry], "image"]}
-        kwargs = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+        kwargs: dict[str, Any] = (
+            {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+        )
         with _quiet_export(), torch.no_grad():
             torch.onnx.export(
                 modules[entry],

@@ -124,11 +124,11 @@ class _Hourglass(nn.Module):
             self.add_module(f"b3_{level}", _ConvBlock(channels, channels))
 
     def _level(self, level: int, x: Tensor) -> Tensor:
-        full = self._modules[f"b1_{level}"](x)
-        low = self._modules[f"b2_{level}"](F.avg_pool2d(x, 2, stride=2))
+        full = self.get_submodule(f"b1_{level}")(x)
+        low = self.get_submodule(f"b2_{level}")(F.avg_pool2d(x, 2, stride=2))
         # The recursion bottoms out in one extra block at the lowest resolution.
-        low = self._level(level - 1, low) if level > 1 else self._modules["b2_plus_1"](low)
-        low = self._modules[f"b3_{level}"](low)
+        low = self._level(level - 1, low) if level > 1 else self.get_submodule("b2_plus_1")(low)
+        low = self.get_submodule(f"b3_{level}")(low)
         return full + F.interpolate(low, scale_factor=2, mode="nearest")
 
     def forward(self, x: Tensor) -> Tensor:

@@ -70,8 +70,9 @@ def d_loss(
     The fake is made without gradients (this update trains D only), or passed in as ``x_fake`` when the caller
     already has it; it is detached either way.
     """
+    discriminator = nets.require_discriminator()
     x_real = x_real.detach().requires_grad_(True)
-    logits = nets.discriminator(x_real, None)  # every domain's head: (B, K)
+    logits = discriminator(x_real, None)  # every domain's head: (B, K)
     out = select_domain(logits, y_org)
     loss_real = adv_loss(out, 1.0)
     loss_reg = r1_penalty(out, x_real)
@@ -80,7 +81,7 @@ def d_loss(
         with torch.no_grad():
             s_trg = _target_style(nets, y_trg, z_trg, x_ref)
             x_fake = nets.generator(x_real, s_trg, masks=masks)
-    loss_fake = adv_loss(nets.discriminator(x_fake.detach(), y_trg), 0.0)
+    loss_fake = adv_loss(discriminator(x_fake.detach(), y_trg), 0.0)
 
     loss = loss_real + loss_fake + cfg.lambda_reg * loss_reg
     stats = {"real": loss_real.detach(), "fake": loss_fake.detach(), "reg": loss_reg.detach()}
@@ -126,6 +127,7 @@ def g_loss(
     """
     if (z_trgs is None) == (x_refs is None):
         raise ValueError("give exactly one of two latent codes (z_trgs) or two reference images (x_refs)")
+    discriminator = nets.require_discriminator()
     z1, z2 = z_trgs if z_trgs is not None else (None, None)
     r1, r2 = x_refs if x_refs is not None else (None, None)
 
@@ -135,7 +137,7 @@ def g_loss(
         x_fake = nets.generator(x_real, s_trg, masks=masks)
     else:
         s_trg, x_fake = fake
-    loss_adv = adv_loss(nets.discriminator(x_fake, y_trg), 1.0)
+    loss_adv = adv_loss(discriminator(x_fake, y_trg), 1.0)
 
     # Style reconstruction: the style encoder must recover the style the image was made with.
     s_pred = nets.style_encoder(x_fake, y_trg)

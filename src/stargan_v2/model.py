@@ -229,6 +229,8 @@ class AdainResBlock(nn.Module):
 class HighPass(nn.Module):
     """Fixed 3x3 Laplacian applied per channel, scaled by ``1 / w_hpf`` (released CelebA-HQ model)."""
 
+    filter: Tensor  # a buffer (register_buffer), so that it follows the module's device and dtype
+
     def __init__(self, w_hpf: float) -> None:
         super().__init__()
         laplacian = torch.tensor([[-1.0, -1.0, -1.0], [-1.0, 8.0, -1.0], [-1.0, -1.0, -1.0]])
@@ -317,7 +319,8 @@ class Generator(nn.Module):
         for block in self.decode:
             x = block(x, s)
             size = x.shape[2]
-            if masks is not None and size in HPF_SIZES:
+            # (hpf is never None here when masks are given: that raised a ValueError above.)
+            if masks is not None and self.hpf is not None and size in HPF_SIZES:
                 mask = masks[0] if size == HPF_SIZES[0] else masks[1]
                 mask = F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
                 x = x + self.hpf(mask * skips[size])
@@ -424,6 +427,12 @@ class Nets:
     mapping_network: MappingNetwork
     style_encoder: StyleEncoder
     discriminator: Discriminator | None = None
+
+    def require_discriminator(self) -> Discriminator:
+        """``discriminator``, or a ValueError for a set without one (the training losses need it)."""
+        if self.discriminator is None:
+            raise ValueError("these nets have no discriminator (an inference-only set); training needs one")
+        return self.discriminator
 
     def items(self) -> list[tuple[str, nn.Module]]:
         """``(name, module)`` pairs of the networks that are present, in the paper's order."""

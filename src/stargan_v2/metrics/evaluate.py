@@ -247,7 +247,7 @@ def read_images(
 ) -> Uint8Images:
     """All of ``files`` squashed to ``img_size`` as the authors' loader does (PIL bilinear, 8 bits), in memory."""
     batches = list(image_batches(files, img_size, batch_size, workers, progress, "reading images"))
-    return Uint8Images(torch.cat(batches))  # type: ignore[arg-type] (one size: always stacked)
+    return Uint8Images(torch.cat(batches))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -215,7 +216,7 @@ class FeatureStats:
         if features.shape[0] == 0:
             return
         f = features.detach().double()
-        if self._shift is None:
+        if self._shift is None or self._sum is None or self._outer is None:  # the first batch (all three unset)
             self._shift = f.mean(0)
             self._sum = torch.zeros_like(self._shift)
             self._outer = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=f.device)
@@ -289,6 +290,10 @@ class InceptionFeatures(nn.Module):
     resizes are the identity there).
     """
 
+    # Buffers (register_buffer): the ImageNet normalisation, on the network's device.
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, name: str, resize: str | None = None) -> None:
         super().__init__()
         if name not in FEATURE_NETS:
@@ -324,8 +329,8 @@ class InceptionFeatures(nn.Module):
         if isinstance(images, Tensor):  # one size for all: one call, as pytorch-fid does per batch
             x = images.to(device).float().div(255)
             return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        x = [t.to(device).float().div(255)[None] for t in items]
-        return torch.cat([F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False) for t in x])
+        xs = [t.to(device).float().div(255)[None] for t in items]
+        return torch.cat([F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False) for t in xs])
 
     def _normalise(self, x01: Tensor) -> Tensor:
         if self.name == "torchvision":
@@ -468,6 +473,28 @@ def _stack_if_same_size(images: list[Tensor]) -> Tensor | list[Tensor]:
     return torch.stack(images) if len({t.shape for t in images}) == 1 else images
 
 
+@overload
+def image_batches(
+    files: Sequence[Path],
+    size: int,
+    batch_size: int,
+    workers: int = ...,
+    progress: bool = ...,
+    desc: str = ...,
+) -> Iterator[Tensor]: ...  # squashed to one size: always stacked
+
+
+@overload
+def image_batches(
+    files: Sequence[Path],
+    size: int | None,
+    batch_size: int,
+    workers: int = ...,
+    progress: bool = ...,
+    desc: str = ...,
+) -> Iterator[Tensor | list[Tensor]]: ...
+
+
 def image_batches(
     files: Sequence[Path],
     size: int | None,
@@ -477,7 +504,8 @@ def image_batches(
     desc: str = "images",
 ) -> Iterator[Tensor | list[Tensor]]:
     """The images of ``files`` in order, ``batch_size`` at a time, read by ``workers`` processes (see
-    ``read_image_uint8``): a uint8 ``(B, 3, H, W)`` batch, or a list of ``(3, H, W)`` when sizes differ."""
+    ``read_image_uint8``): a uint8 ``(B, 3, H, W)`` batch, or a list of ``(3, H, W)`` when sizes differ
+    (never with ``size``, which squashes every image to ``size x size``)."""
     loader = DataLoader(
         _ImageFiles(files, size), batch_size=batch_size, num_workers=workers, shuffle=False, collate_fn=list
     )
@@ -485,10 +513,38 @@ def image_batches(
         yield _stack_if_same_size(batch)
 
 
-@torch.no_grad()
+@overload
+def files_statistics(
+    files: Sequence[Path],
+    feature_net: Callable[[Tensor], Tensor],
+    feature_dim: int = ...,
+    *,
+    size: int,
+    batch_size: int = ...,
+    workers: int = ...,
+    progress: bool = ...,
+    desc: str = ...,
+) -> Gaussian: ...  # with ``size`` the batches are always stacked: a net of whole batches will do
+
+
+@overload
 def files_statistics(
     files: Sequence[Path],
     feature_net: Callable[[Tensor | list[Tensor]], Tensor],
+    feature_dim: int = ...,
+    *,
+    size: int | None = ...,
+    batch_size: int = ...,
+    workers: int = ...,
+    progress: bool = ...,
+    desc: str = ...,
+) -> Gaussian: ...
+
+
+@torch.no_grad()
+def files_statistics(
+    files: Sequence[Path],
+    feature_net: Callable[[Any], Tensor],  # see the overloads: what it takes depends on ``size``
     feature_dim: int = FEATURE_DIM,
     *,
     size: int | None = None,

@@ -13,8 +13,11 @@ torch cache or a given folder instead, so nothing is downloaded.
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import warnings
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +37,8 @@ class LPIPS(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model.eval()
+        # Any: an lpips.LPIPS, from an untyped package; its net, scaling_layer and lins are used below.
+        self.model: Any = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
 
@@ -54,10 +58,9 @@ class LPIPS(nn.Module):
         return [lpips_package.normalize_tensor(o) for o in outs]
 
     def _distance(self, f0: list[Tensor], f1: list[Tensor]) -> Tensor:
-        total = 0
-        for head, a, b in zip(self.model.lins, f0, f1, strict=True):
-            total = total + head((a - b).square()).mean((1, 2, 3))  # (B,): weighted channels, then space
-        return total
+        # (B,) per depth: weighted channels, then space; summed over the depths.
+        per_depth = (head((a - b).square()).mean((1, 2, 3)) for head, a, b in zip(self.model.lins, f0, f1, strict=True))
+        return functools.reduce(operator.add, per_depth)
 
     @torch.no_grad()
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:

@@ -16,8 +16,10 @@ deterministic given the dataset's seed and cached as safetensors with a JSON fil
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -220,6 +222,12 @@ class Oracle(nn.Module):
     buffers, so they travel with the weights.
     """
 
+    # Buffers (registered by name in __init__): the training targets' means and deviations.
+    content_mean: Tensor
+    content_std: Tensor
+    style_mean: Tensor
+    style_std: Tensor
+
     def __init__(self, img_size: int, layout: TargetLayout, num_domains: int, num_patterns: int) -> None:
         super().__init__()
         if img_size < 16 or img_size & (img_size - 1):
@@ -393,7 +401,8 @@ def _grouped_mse(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequence[Se
     swamp the classifications.
     """
     squared = (pred - target).square() * mask
-    return sum(squared[:, g].sum() / mask[:, g].sum().clamp_min(1) for g in groups)
+    # reduce rather than sum(): the same additions, and a Tensor (sum's start, the int 0, is never returned).
+    return functools.reduce(operator.add, (squared[:, g].sum() / mask[:, g].sum().clamp_min(1) for g in groups))
 
 
 def train_oracle(
