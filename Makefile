@@ -1,6 +1,6 @@
 # The project's commands. Each creates the virtual environment and installs what it needs first.
 #   make demo   make the built-in dataset, train on it (about 10 minutes on a laptop CPU), write a report
-#   make test   lint, format check and the whole test suite (what CI runs, via .ci/run)
+#   make test   lint, format check, type check and the whole test suite (what CI runs, via .ci/run)
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -24,6 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts
 	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest

@@ -36,6 +36,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .fan import FAN
 from .images import DECODE_ERRORS, IMAGE_EXTENSIONS, DataError, decode_rgb
 
 #: The FAN's input size; the mean landmarks are in coordinates of a 256 px image too.
@@ -220,7 +221,7 @@ class FaceAligner:
         return warp(image, self.transform(image), self.size)
 
 
-def fan_landmark_fn(fan: torch.nn.Module, device: torch.device | str = "cpu") -> LandmarkFn:
+def fan_landmark_fn(fan: FAN, device: torch.device | str = "cpu") -> LandmarkFn:
     """``FAN.landmarks`` on ``device``, as a ``LandmarkFn``."""
 
     def landmarks(view: Tensor) -> Tensor:

@@ -32,7 +32,7 @@ from typing import Literal, overload
 
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import synthesis
 from .batching import ImageInputs, Images, gather_images, spread, squeeze_grid, squeeze_tensor, stack_grid
@@ -47,6 +47,7 @@ from .domains import (
     default_domains,
     find_references,
 )
+from .fan import FAN
 from .images import ImageLike, PathLike, list_images, read_image, to_pil
 from .model import Nets
 from .styles import Seeds, StyleCodes, StyleRequest, parse_seeds
@@ -94,7 +95,7 @@ class StarGANv2:
         nets: Nets,
         config: ModelConfig,
         domains: Sequence[str] | None = None,
-        fan: nn.Module | None = None,
+        fan: FAN | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else _default_device()

@@ -23,12 +23,13 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import rundir
 from ._version import __version__
 from .checkpoint_io import CheckpointError, PathLike, _atomic_write, load_net_state
 from .config import Config, ModelConfig
+from .fan import FAN
 from .model import Nets, build_nets
 from .official import (
     OfficialModel,
@@ -253,7 +254,7 @@ class SynthesisModel:
 
     nets: Nets
     config: ModelConfig
-    fan: nn.Module | None
+    fan: FAN | None
     source: Path
 
 

@@ -444,7 +444,7 @@ def train_loader(
     return DataLoader(
         batches,
         batch_size=None,
-        sampler=range(start_step, total_steps),  # type: ignore[arg-type]  # any sized iterable of indices works
+        sampler=range(start_step, total_steps),  # any sized iterable of indices works
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=pin_memory,

@@ -25,7 +25,7 @@ from .config import Config, preset
 from .hardware import device_description
 from .model import Nets
 from .procedural import make_dataset
-from .run import RunOptions, RunResult, sample_batch, train
+from .run import RunError, RunOptions, RunResult, sample_batch, train
 from .rundir import list_states
 from .speed import resolve_speed
 
@@ -79,6 +79,8 @@ def run_demo(options: DemoOptions, config: Config | None = None) -> Path:
     # 2. Training for the time budget, measured by the oracle as it goes.
     run_dir = out / "run"
     result = _train_demo(options, config, data, run_dir)
+    if result.ema_path is None:
+        raise RunError(f"the demo run in {run_dir} saved no EMA checkpoint ({result.reason}); run the demo again")
 
     # 3. The quality figures of the EMA nets, and of the shipped model for comparison.
     nets, trained = load_ema(result.ema_path, device=options.device)

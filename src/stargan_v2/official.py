@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .checkpoint_io import CheckpointError, PathLike, _atomic_write, load_net_state
 from .config import ModelConfig
+from .fan import FAN
 from .model import Discriminator, Generator, MappingNetwork, Nets, StyleEncoder, build_nets
 
 
@@ -37,7 +38,7 @@ class OfficialModel:
     mapping_network: MappingNetwork
     style_encoder: StyleEncoder
     discriminator: Discriminator | None
-    fan: nn.Module | None
+    fan: FAN | None
 
     @property
     def nets(self) -> Nets:
@@ -199,7 +200,7 @@ def load_official(
     return OfficialModel(cfg, nets.generator, nets.mapping_network, nets.style_encoder, nets.discriminator, fan)
 
 
-def export_official(nets: Nets, path: PathLike, legacy_format: bool = False, fan: nn.Module | None = None) -> Path:
+def export_official(nets: Nets, path: PathLike, legacy_format: bool = False, fan: FAN | None = None) -> Path:
     """Write ``nets`` as the authors' code saves them: ``torch.save({name: state_dict})``.
 
     Pass EMA nets for a ``{step:06d}_nets_ema.ckpt`` file and training nets (with D) for ``_nets.ckpt``.

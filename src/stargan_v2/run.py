@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import distributed
 from .checkpoint import CheckpointError, save_ema
@@ -55,6 +55,7 @@ from .data import (
     to_step_inputs,
     train_loader,
 )
+from .fan import FAN
 from .losses import Stats
 from .model import eval_mode
 from .rundir import best_ema_path, checkpoint_dir, ema_path, list_states, state_path
@@ -544,7 +545,7 @@ def resolve_config(config: Config, folders: DomainFolders, explicit: set[str]) -
     return dataclasses.replace(config, model=dataclasses.replace(config.model, num_domains=found))
 
 
-def _load_fan(options: RunOptions, config: Config, device: torch.device) -> nn.Module | None:
+def _load_fan(options: RunOptions, config: Config, device: torch.device) -> FAN | None:
     if not config.model.uses_hpf:
         return None
     if options.wing is None:
@@ -558,7 +559,7 @@ def _load_fan(options: RunOptions, config: Config, device: torch.device) -> nn.M
 
 
 def _resume_state(
-    options: RunOptions, config: Config, explicit: set[str], fan: nn.Module | None, device: torch.device
+    options: RunOptions, config: Config, explicit: set[str], fan: FAN | None, device: torch.device
 ) -> TrainState:
     """Load the newest checkpoint that reads back; an unreadable one is reported and skipped."""
     for _, path in reversed(list_states(options.run_dir)):

@@ -18,13 +18,15 @@ import contextlib
 import copy
 import dataclasses
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .config import Config, TrainConfig
+from .fan import FAN
 from .losses import MaskFn, Stats, d_loss, ds_weight, g_loss
 from .model import Nets, build_nets, set_fused_resampling
 from .speed import RESAMPLINGS, SpeedSettings
@@ -111,12 +113,12 @@ class TrainState:
     nets_ema: Nets
     optimizers: dict[str, torch.optim.Adam]
     step: int = 0
-    fan: nn.Module | None = field(default=None)
+    fan: FAN | None = field(default=None)
 
     @property
     def mask_fn(self) -> MaskFn | None:
         """``FAN.masks`` when the high-pass path is on, else ``None``."""
-        return self.fan.masks if self.fan is not None else None  # type: ignore[return-value]
+        return self.fan.masks if self.fan is not None else None
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,9 @@ class RunSettings:
         """
         if self.ddp is None:
             return nets
-        return Nets(**{name: self.ddp[name] if name in stepped else module for name, module in nets.items()})
+        # A DDP wrapper stands in for the network it wraps (same call); typed Any, as it is not that class.
+        wrapped: dict[str, Any] = {name: self.ddp[name] for name in stepped if name in self.ddp}
+        return dataclasses.replace(nets, **wrapped)
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[None]:
         """The forward passes' precision context: bfloat16 autocast for ``bf16``, nothing for ``fp32``."""
@@ -205,7 +209,7 @@ def speed_up(nets: Nets, *, channels_last: bool = False, compile_nets: bool = Fa
             module.compile()
 
 
-def match_optimizer_layout(optimizers: dict[str, torch.optim.Optimizer]) -> None:
+def match_optimizer_layout(optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
     """Give every per-parameter optimiser tensor (Adam's moments) its parameter's memory layout, in place.
 
     A checkpoint stores the moments contiguous; after ``speed_up(channels_last=True)`` the parameters are
@@ -248,11 +252,13 @@ def wrap_ddp(nets: Nets) -> dict[str, nn.Module]:
     ids = [device.index] if device.type == "cuda" else None
     # Newer PyTorch renamed the switch (and still syncs buffers once at construction, which is what we want).
     params = inspect.signature(DistributedDataParallel.__init__).parameters
-    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    no_sync: dict[str, Any] = (
+        {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    )
     return {name: DistributedDataParallel(module, device_ids=ids, **no_sync) for name, module in nets.items()}
 
 
-def init_train_state(config: Config, device: torch.device | str = "cpu", fan: nn.Module | None = None) -> TrainState:
+def init_train_state(config: Config, device: torch.device | str = "cpu", fan: FAN | None = None) -> TrainState:
     """Fresh He-initialised nets, EMA copies of G, F, E, and fresh optimisers (uses the global torch RNG)."""
     if config.model.uses_hpf and fan is None:
         raise ValueError(
@@ -328,7 +334,7 @@ def train_step(state: TrainState, inputs: StepInputs, settings: RunSettings | No
         stats.update({f"D/{kind}_{k}": v for k, v in parts.items()})
 
     # 3. Generator, mapping network and style encoder with latent-guided styles (D is only a critic here).
-    with frozen(nets.discriminator):
+    with frozen(nets.require_discriminator()):
         with run.autocast(device):
             loss, parts = g_loss(
                 latent_nets, x, y_src, y_trg, cfg, lambda_ds,
@@ -341,7 +347,8 @@ def train_step(state: TrainState, inputs: StepInputs, settings: RunSettings | No
 
     # 4. Generator alone with reference-guided styles (F is unused; E only passes gradients through).
     stepped = ["generator", "mapping_network", "style_encoder"] if cfg.ref_step_updates_all else ["generator"]
-    idle = [nets.discriminator] + ([] if cfg.ref_step_updates_all else [nets.style_encoder])
+    idle: list[nn.Module] = [nets.require_discriminator()]
+    idle += [] if cfg.ref_step_updates_all else [nets.style_encoder]
     with frozen(*idle):
         with run.autocast(device):
             loss, parts = g_loss(

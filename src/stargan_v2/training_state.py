@@ -12,11 +12,11 @@ import json
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._version import __version__
 from .checkpoint import (
@@ -32,6 +32,7 @@ from .checkpoint import (
     load_net_state,
     read_config,
 )
+from .fan import FAN
 from .model import build_nets
 from .train import TrainState, make_optimizers
 
@@ -46,7 +47,7 @@ def _rng_state() -> tuple[dict[str, Tensor], dict[str, str]]:
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng/cuda/{i}"] = s
     version, state, gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy tuple (a dict only if asked for)
     meta = {
         "rng_python": json.dumps([version, list(state), gauss]),
         "rng_numpy": json.dumps([np_state[0], np_state[1].tolist(), *map(_plain, np_state[2:])]),
@@ -76,7 +77,8 @@ def _set_rng_state(tensors: Mapping[str, Tensor], meta: Mapping[str, str]) -> No
 
 def _optimizer_state(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
     sd = opt.state_dict()
-    tensors, scalars = {}, {}
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, Any] = {}
     for index, entry in sd["state"].items():
         for key, value in entry.items():
             if torch.is_tensor(value):
@@ -135,7 +137,7 @@ def save_training_state(state: TrainState, path: PathLike, domains: Sequence[str
 def load_training_state(
     path: PathLike,
     device: torch.device | str = "cpu",
-    fan: nn.Module | None = None,
+    fan: FAN | None = None,
     restore_rng: bool = True,
 ) -> TrainState:
     """Read a file written by ``save_training_state`` and rebuild the state on ``device``.

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from torch import nn
-
 from ..checkpoint import (
     EMA_FORMAT,
     TRAINING_FORMAT,
@@ -25,7 +23,7 @@ from ..checkpoint import (
 )
 from ..config import Config, ConfigError
 from ..export import GRAPH_FORMATS
-from ..fan import load_fan
+from ..fan import FAN, load_fan
 from .common import add_checkpoint, add_domains, add_wing, domain_names, print_written
 
 #: The checkpoint formats ``export`` converts to: the authors' files, or our EMA-only file.
@@ -83,7 +81,7 @@ def _export_graph(args: argparse.Namespace) -> list[Path]:
     return [export_torchscript(loaded.nets, loaded.config, args.out, domains)]
 
 
-def _official_fan(args: argparse.Namespace, src: Path) -> nn.Module | None:
+def _official_fan(args: argparse.Namespace, src: Path) -> FAN | None:
     """The face network to include in the authors' files: high-pass models need it (``--fan``), others not."""
     config = read_config(src)
     if not config.model.uses_hpf:
