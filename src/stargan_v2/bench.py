@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .config import Config
+from .hardware import device_description
 from .losses import adv_loss, ds_weight, r1_penalty, wrong_domain_loss
 from .malloc import malloc_state
 from .model import build_nets, select_domain, set_fused_resampling
@@ -82,13 +83,10 @@ class BenchResult:
 
 
 def machine_info(device: torch.device) -> dict[str, str]:
-    """The machine a figure was measured on: device name, CPU threads, PyTorch and Python versions."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    """The machine a figure was measured on: the GPU's name, or the CPU's model, vector extensions and threads
+    (``hardware.device_description``); PyTorch and Python versions."""
     return {
-        "device_name": name,
+        "device_name": device_description(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
