@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,18 @@ from stargan_v2.train import StepInputs
 
 #: Where the authors'-code fixtures live; `.ci/run` sets this to ../shared/fixtures/official.
 FIXTURES_ENV = "STARGAN_V2_OFFICIAL_FIXTURES"
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run the tiny nets on one thread: on a small shared CPU, thread hand-offs cost more than they save.
+
+    Modules of tiny-model synthesis tests ask for it for every test: ``pytestmark = pytest.mark.usefixtures(...)``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

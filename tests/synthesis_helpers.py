@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -34,12 +33,3 @@ def write_image(path: Path, width: int = 48, height: int = 40, seed: int = 0) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run the tiny nets on one thread: on a small shared CPU, thread hand-offs cost more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

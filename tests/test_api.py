@@ -18,7 +18,9 @@ from stargan_v2.checkpoint import CheckpointError, export_official, load_ema
 from stargan_v2.config import preset
 from stargan_v2.data import DataError
 
-from .synthesis_helpers import one_thread, tiny_checkpoint, write_image  # noqa: F401 (one_thread: autouse)
+from .synthesis_helpers import tiny_checkpoint, write_image
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -22,7 +22,7 @@ from stargan_v2.config import preset
 from stargan_v2.train import RunSettings, StepInputs, init_train_state, train_step, wrap_ddp
 
 from .conftest import make_inputs
-from .test_run import _folder
+from .run_helpers import image_folder
 
 WORLD = 2
 PER_RANK = 2
@@ -42,7 +42,7 @@ def _shard(inputs: StepInputs, rank: int) -> StepInputs:
     return StepInputs(**{k: v[sl] for k, v in vars(inputs).items()})
 
 
-def _config():
+def run_config():
     # A shorter EMA makes its update visible in the weights after two steps.
     return preset("tiny").override(["ema_beta=0.9"])
 
@@ -68,7 +68,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     d = distributed.init("cpu")
     try:
         assert d.enabled and d.rank == rank and d.world_size == WORLD
-        config = _config()
+        config = run_config()
         # Rank 1 starts elsewhere on purpose: DDP must broadcast rank 0's initial weights.
         torch.manual_seed(0 if rank == 0 else 123)
         state = init_train_state(config)
@@ -87,7 +87,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 def test_two_gloo_processes_equal_one_process_with_the_combined_batch(tmp_path: Path) -> None:
     mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
 
-    config = _config()
+    config = run_config()
     default = torch.get_default_dtype()
     torch.set_default_dtype(DTYPE)
     try:
@@ -117,7 +117,7 @@ def test_two_gloo_processes_equal_one_process_with_the_combined_batch(tmp_path: 
 def test_torchrun_trains_writes_from_rank_0_and_resumes_with_another_world_size(
     tmp_path: Path,
 ) -> None:
-    domain_folders = _folder(tmp_path / "data")
+    domain_folders = image_folder(tmp_path / "data")
     run_dir = tmp_path / "run"
     common = ["train", "--data", str(domain_folders), "--preset", "tiny", "--run-dir", str(run_dir), "--no-progress"]
     common += ["--device", "cpu", "--batch-size", "2", "--set", "print_every=2", "--set", "save_every=2"]

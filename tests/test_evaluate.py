@@ -27,27 +27,15 @@ from stargan_v2.metrics import fid
 from stargan_v2.metrics.fid import frechet_distance
 from stargan_v2.model import Nets, build_nets
 
+from .eval_helpers import TRAIN, VAL, write_domain_folder
 from .fake_weights import torch_home
 
 CONFIG = preset("tiny")  # 32 px, 2 domains
-TRAIN = {"apple": 3, "pear": 4}
-VAL = {"apple": 2, "pear": 3}
-
-
-def _write_folder(root: Path, counts: dict[str, int], seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    for d, (name, n) in enumerate(counts.items()):
-        (root / name).mkdir(parents=True)
-        for i in range(n):
-            # Sizes other than the model's, so reading resizes; the domains differ in brightness.
-            pixels = rng.integers(0, 128, (40, 36, 3)) + 100 * d
-            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"img{i}.png")
-    return root
 
 
 @pytest.fixture
 def data(tmp_path) -> tuple[Path, Path]:
-    return _write_folder(tmp_path / "train", TRAIN, 0), _write_folder(tmp_path / "val", VAL, 1)
+    return write_domain_folder(tmp_path / "train", TRAIN, 0), write_domain_folder(tmp_path / "val", VAL, 1)
 
 
 class PixelFeatures(nn.Module):
@@ -322,7 +310,7 @@ def test_save_images_writes_every_output(data, tmp_path):
 
 
 def test_wrong_domains_are_refused(data, tmp_path):
-    three = _write_folder(tmp_path / "three", {"a": 2, "b": 2, "c": 2}, 2)
+    three = write_domain_folder(tmp_path / "three", {"a": 2, "b": 2, "c": 2}, 2)
     with pytest.raises(ValueError, match="2 domains"):
         _run(_nets(), (three, three))
     with pytest.raises(ValueError, match="mode"):

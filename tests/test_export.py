@@ -14,7 +14,9 @@ from stargan_v2.checkpoint import export_official, load_ema
 from stargan_v2.cli import main
 from stargan_v2.export import TORCHSCRIPT_METADATA, example_inputs, onnx_paths
 
-from .synthesis_helpers import one_thread, tiny_checkpoint  # noqa: F401 (one_thread: autouse)
+from .synthesis_helpers import tiny_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -243,9 +243,9 @@ def test_a_tasks_saved_outputs_against_the_targets_folder_give_evals_fid(capsys,
     from stargan_v2.config import preset
     from stargan_v2.model import build_nets
 
-    from .test_evaluate import TRAIN, VAL, _write_folder
+    from .eval_helpers import TRAIN, VAL, write_domain_folder
 
-    train, val = _write_folder(tmp_path / "train", TRAIN, 0), _write_folder(tmp_path / "val", VAL, 1)
+    train, val = write_domain_folder(tmp_path / "train", TRAIN, 0), write_domain_folder(tmp_path / "val", VAL, 1)
     config = preset("tiny")
     torch.manual_seed(0)
     checkpoint = save_ema(build_nets(config.model, discriminator=False), config, tmp_path / "ema.safetensors")

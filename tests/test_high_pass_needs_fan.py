@@ -20,7 +20,9 @@ from stargan_v2.fan import FAN
 from stargan_v2.metrics import evaluate as ev
 from stargan_v2.model import build_nets
 
-from .synthesis_helpers import one_thread, write_image  # noqa: F401 (one_thread: autouse)
+from .synthesis_helpers import write_image
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIG = preset("tiny").override(["w_hpf=1"])
 

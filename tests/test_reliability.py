@@ -24,12 +24,12 @@ from stargan_v2.checkpoint import load_ema, load_training_state
 from stargan_v2.config import Config
 from stargan_v2.run import NonFiniteError, RunError, list_states, train
 
-from .test_run import _config, _folder, _options, _weights
+from .run_helpers import image_folder, run_config, run_options, run_weights
 
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    return _folder(tmp_path / "data")
+    return image_folder(tmp_path / "data")
 
 
 def _cli(run_dir: Path, data: Path, iters: int, *extra: str) -> list[str]:
@@ -101,8 +101,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, data: Path) -> 
     straight = tmp_path / "straight"
     done = subprocess.run(_cli(straight, data, iters), env=_ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    a = _weights(straight / "checkpoints" / f"state_{iters:06d}.safetensors")
-    b = _weights(run_dir / "checkpoints" / f"state_{iters:06d}.safetensors")
+    a = run_weights(straight / "checkpoints" / f"state_{iters:06d}.safetensors")
+    b = run_weights(run_dir / "checkpoints" / f"state_{iters:06d}.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     # The next start cleared what the killed writes left behind.
@@ -149,13 +149,13 @@ def test_a_nan_stops_the_run_and_the_last_good_checkpoint_stays_newest(
 ) -> None:
     _nan_from(monkeypatch, step=5)
     run_dir = tmp_path / "run"
-    config = _config(tiny_config, 12, print_every=6, save_every=2)
+    config = run_config(tiny_config, 12, print_every=6, save_every=2)
     with pytest.raises(NonFiniteError, match=r"non-finite D/latent_total at step 5") as info:
-        train(config, _options(run_dir, data))
+        train(config, run_options(run_dir, data))
     assert "state_000004.safetensors" in str(info.value) and "--on-nan rollback" in str(info.value)
     # Step 6 was due for a checkpoint: the fault was found before it, so nothing after step 4 was written.
     assert [s for s, _ in list_states(run_dir)] == [2, 4]
-    weights = _weights(run_dir / "checkpoints" / "state_000004.safetensors")
+    weights = run_weights(run_dir / "checkpoints" / "state_000004.safetensors")
     assert all(torch.isfinite(v).all() for v in weights.values())
     assert "non-finite D/latent_total" in (run_dir / "log.txt").read_text()
 
@@ -175,7 +175,7 @@ def test_a_nonfinite_gradient_is_named(
 
     monkeypatch.setattr(train_module, "g_loss", g_loss)
     with pytest.raises(NonFiniteError, match=r"non-finite G/ref_grad_norm at step 1"):
-        train(_config(tiny_config, 4), _options(tmp_path / "run", data))
+        train(run_config(tiny_config, 4), run_options(tmp_path / "run", data))
 
 
 def test_rollback_lowers_the_learning_rate_and_finishes(
@@ -183,8 +183,8 @@ def test_rollback_lowers_the_learning_rate_and_finishes(
 ) -> None:
     _nan_from(monkeypatch, step=5, times=1)
     run_dir = tmp_path / "run"
-    config = _config(tiny_config, 8, print_every=1, save_every=2)
-    result = train(config, _options(run_dir, data, on_nan="rollback"))
+    config = run_config(tiny_config, 8, print_every=1, save_every=2)
+    result = train(config, run_options(run_dir, data, on_nan="rollback"))
     assert result.reason == "finished" and result.step == 8
     log = (run_dir / "log.txt").read_text()
     assert "non-finite D/latent_total at step 5" in log and "rolled back to step 4" in log
@@ -210,14 +210,14 @@ def test_a_full_disk_keeps_the_previous_checkpoint(
     monkeypatch.setattr(checkpoint_module, "save_file", save_file)
     run_dir = tmp_path / "run"
     with pytest.raises(RunError, match="disk is full") as info:
-        train(_config(tiny_config, 6, save_every=2), _options(run_dir, data))
+        train(run_config(tiny_config, 6, save_every=2), run_options(run_dir, data))
     assert "state_000002.safetensors, is intact" in str(info.value)
     assert [s for s, _ in list_states(run_dir)] == [2]
     _assert_all_checkpoints_readable(run_dir)
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
     # And the run continues from it once there is space again.
     monkeypatch.setattr(checkpoint_module, "save_file", original)
-    result = train(_config(tiny_config, 6, save_every=2), _options(run_dir, data, resume=True))
+    result = train(run_config(tiny_config, 6, save_every=2), run_options(run_dir, data, resume=True))
     assert result.step == 6
 
 
@@ -227,33 +227,33 @@ def test_an_unwritable_run_directory_is_refused_before_training(
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(RunError, match="cannot write to the run directory"):
-        train(_config(tiny_config, 2), _options(blocker / "run", data))
+        train(run_config(tiny_config, 2), run_options(blocker / "run", data))
 
 
 def test_keep_prunes_only_older_complete_checkpoints(tmp_path: Path, data: Path, tiny_config: Config) -> None:
     run_dir = tmp_path / "run"
-    train(_config(tiny_config, 6, save_every=1), _options(run_dir, data, keep=2))
+    train(run_config(tiny_config, 6, save_every=1), run_options(run_dir, data, keep=2))
     assert [s for s, _ in list_states(run_dir)] == [5, 6]
     # EMA files (for synthesis and for following quality over training) are all kept.
     assert len(list((run_dir / "checkpoints").glob("ema_*.safetensors"))) == 6
     with pytest.raises(RunError, match="--keep"):
-        train(_config(tiny_config, 6), _options(tmp_path / "other", data, keep=0))
+        train(run_config(tiny_config, 6), run_options(tmp_path / "other", data, keep=0))
 
 
 def test_deterministic_reruns_are_bit_identical(tmp_path: Path, data: Path, tiny_config: Config) -> None:
     previous = torch.are_deterministic_algorithms_enabled()
     try:
         for name in ("a", "b"):
-            train(_config(tiny_config, 3), _options(tmp_path / name, data, deterministic=True))
+            train(run_config(tiny_config, 3), run_options(tmp_path / name, data, deterministic=True))
     finally:
         torch.use_deterministic_algorithms(previous)
-    a = _weights(tmp_path / "a" / "checkpoints" / "state_000003.safetensors")
-    b = _weights(tmp_path / "b" / "checkpoints" / "state_000003.safetensors")
+    a = run_weights(tmp_path / "a" / "checkpoints" / "state_000003.safetensors")
+    b = run_weights(tmp_path / "b" / "checkpoints" / "state_000003.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_signal_handlers_are_restored(tmp_path: Path, data: Path, tiny_config: Config) -> None:
     before = signal.getsignal(signal.SIGTERM)
-    train(_config(tiny_config, 1), _options(tmp_path / "run", data))
+    train(run_config(tiny_config, 1), run_options(tmp_path / "run", data))
     assert signal.getsignal(signal.SIGTERM) is before
     assert run_module.NonFiniteError is NonFiniteError

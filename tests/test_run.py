@@ -8,7 +8,6 @@ import signal
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -17,46 +16,21 @@ from stargan_v2.checkpoint import load_for_synthesis, load_training_state
 from stargan_v2.cli import main
 from stargan_v2.config import Config
 from stargan_v2.data import DataError
-from stargan_v2.run import RunError, RunOptions, list_states, train
+from stargan_v2.run import RunError, list_states, train
 
-
-def _folder(root: Path, domains: tuple[str, ...] = ("a", "b"), per_domain: int = 5, size: int = 40) -> Path:
-    rng = np.random.default_rng(0)
-    for d in domains:
-        (root / d).mkdir(parents=True, exist_ok=True)
-        for i in range(per_domain):
-            Image.fromarray((rng.random((size, size, 3)) * 255).astype("uint8")).save(root / d / f"{i}.png")
-    return root
+from .run_helpers import image_folder, run_config, run_options, run_weights
 
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    return _folder(tmp_path / "data")
-
-
-def _config(tiny_config: Config, iters: int, **extra: int) -> Config:
-    items = [f"total_iters={iters}", "print_every=2", "sample_every=1000", "save_every=1000", "batch_size=2"]
-    return tiny_config.override(items + [f"{k}={v}" for k, v in extra.items()])
-
-
-def _options(run_dir: Path, data: Path, **kw: object) -> RunOptions:
-    return RunOptions(run_dir=run_dir, data=data, progress=False, **kw)  # type: ignore[arg-type]
-
-
-def _weights(path: Path) -> dict[str, torch.Tensor]:
-    state = load_training_state(path, restore_rng=False)
-    out = {}
-    for prefix, nets in (("nets", state.nets), ("ema", state.nets_ema)):
-        for name, module in nets.items():
-            out.update({f"{prefix}.{name}.{k}": v for k, v in module.state_dict().items()})
-    return out
+    return image_folder(tmp_path / "data")
 
 
 def test_run_directory_is_auditable(tmp_path: Path, data: Path, tiny_config: Config) -> None:
-    result = train(_config(tiny_config, 4), _options(tmp_path / "run", data))
+    result = train(run_config(tiny_config, 4), run_options(tmp_path / "run", data))
     run = tmp_path / "run"
     assert result.step == 4 and result.reason == "finished"
-    assert Config.from_json((run / "config.json").read_text()) == _config(tiny_config, 4)
+    assert Config.from_json((run / "config.json").read_text()) == run_config(tiny_config, 4)
     rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
     assert {"D/latent_real", "G/ref_cyc", "G/lambda_ds"} <= set(rows[0])
@@ -74,11 +48,11 @@ def test_run_directory_is_auditable(tmp_path: Path, data: Path, tiny_config: Con
 @pytest.mark.slow
 def test_resumed_run_is_bit_identical(tmp_path: Path, data: Path, tiny_config: Config) -> None:
     """2N steps in one go and N steps resumed for N more give the same weights, bit for bit."""
-    train(_config(tiny_config, 6), _options(tmp_path / "straight", data))
-    train(_config(tiny_config, 3), _options(tmp_path / "resumed", data))
-    train(_config(tiny_config, 6), _options(tmp_path / "resumed", data, resume=True), explicit={"total_iters"})
-    a = _weights(tmp_path / "straight" / "checkpoints" / "state_000006.safetensors")
-    b = _weights(tmp_path / "resumed" / "checkpoints" / "state_000006.safetensors")
+    train(run_config(tiny_config, 6), run_options(tmp_path / "straight", data))
+    train(run_config(tiny_config, 3), run_options(tmp_path / "resumed", data))
+    train(run_config(tiny_config, 6), run_options(tmp_path / "resumed", data, resume=True), explicit={"total_iters"})
+    a = run_weights(tmp_path / "straight" / "checkpoints" / "state_000006.safetensors")
+    b = run_weights(tmp_path / "resumed" / "checkpoints" / "state_000006.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     straight = (tmp_path / "straight" / "stats.jsonl").read_text().splitlines()
@@ -99,7 +73,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path: Path, data: Pa
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
-        result = train(_config(tiny_config, 100_000), _options(run, data))
+        result = train(run_config(tiny_config, 100_000), run_options(run, data))
     finally:
         timer.cancel()
     assert result.reason == "interrupted"
@@ -109,51 +83,53 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path: Path, data: Pa
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     state = load_training_state(run / "checkpoints" / f"state_{result.step:06d}.safetensors", restore_rng=False)
     assert state.step == result.step
-    again = train(_config(tiny_config, result.step + 2), _options(run, data, resume=True), {"total_iters"})
+    again = train(run_config(tiny_config, result.step + 2), run_options(run, data, resume=True), {"total_iters"})
     assert again.step == result.step + 2
 
 
 def test_time_budget(tmp_path: Path, data: Path, tiny_config: Config) -> None:
-    result = train(_config(tiny_config, 1000), _options(tmp_path / "run", data, minutes=0.0))
+    result = train(run_config(tiny_config, 1000), run_options(tmp_path / "run", data, minutes=0.0))
     assert result.reason == "time budget" and result.step == 1
     assert result.state_path.is_file() and result.ema_path.is_file()
 
 
 def test_existing_run_is_not_overwritten(tmp_path: Path, data: Path, tiny_config: Config) -> None:
     run = tmp_path / "run"
-    train(_config(tiny_config, 2), _options(run, data))
+    train(run_config(tiny_config, 2), run_options(run, data))
     before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
     with pytest.raises(RunError, match="--resume"):
-        train(_config(tiny_config, 2), _options(run, data))
+        train(run_config(tiny_config, 2), run_options(run, data))
     assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before
 
 
 def test_resume_refuses_a_changed_architecture(tmp_path: Path, data: Path, tiny_config: Config) -> None:
     run = tmp_path / "run"
-    train(_config(tiny_config, 2), _options(run, data))
+    train(run_config(tiny_config, 2), run_options(run, data))
     with pytest.raises(RunError, match="style_dim"):
-        train(_config(tiny_config, 4, style_dim=8), _options(run, data, resume=True), {"style_dim", "total_iters"})
+        train(
+            run_config(tiny_config, 4, style_dim=8), run_options(run, data, resume=True), {"style_dim", "total_iters"}
+        )
 
 
 def test_domain_count_comes_from_the_folder(tmp_path: Path, tiny_config: Config) -> None:
-    data = _folder(tmp_path / "three", domains=("x", "y", "z"), per_domain=2)
-    result = train(_config(tiny_config, 1), _options(tmp_path / "run", data))
+    data = image_folder(tmp_path / "three", domains=("x", "y", "z"), per_domain=2)
+    result = train(run_config(tiny_config, 1), run_options(tmp_path / "run", data))
     assert load_training_state(result.state_path).config.model.num_domains == 3
     with pytest.raises(RunError, match="num_domains=3"):
-        train(_config(tiny_config, 1), _options(tmp_path / "run2", data), explicit={"num_domains"})
+        train(run_config(tiny_config, 1), run_options(tmp_path / "run2", data), explicit={"num_domains"})
 
 
 def test_bad_data_is_reported(tmp_path: Path, data: Path, tiny_config: Config) -> None:
     with pytest.raises(DataError, match="nowhere"):
-        train(_config(tiny_config, 1), _options(tmp_path / "run", tmp_path / "nowhere"))
-    val = _folder(tmp_path / "val", domains=("a", "c"), per_domain=1)
+        train(run_config(tiny_config, 1), run_options(tmp_path / "run", tmp_path / "nowhere"))
+    val = image_folder(tmp_path / "val", domains=("a", "c"), per_domain=1)
     with pytest.raises(DataError):
-        train(_config(tiny_config, 1), _options(tmp_path / "run", data, val_data=val))
+        train(run_config(tiny_config, 1), run_options(tmp_path / "run", data, val_data=val))
     with pytest.raises(DataError, match=r"0\.png"):
-        train(_config(tiny_config, 1).override(["img_size=64"]), _options(tmp_path / "run", data))
+        train(run_config(tiny_config, 1).override(["img_size=64"]), run_options(tmp_path / "run", data))
     hpf = tiny_config.override(["img_size=64", "w_hpf=1", "total_iters=1"])
     with pytest.raises(RunError, match="--wing"):
-        train(hpf, _options(tmp_path / "run", data))
+        train(hpf, run_options(tmp_path / "run", data))
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -209,22 +185,22 @@ def test_wandb_logging_is_optional_and_resumes_the_same_run(
     fake = _FakeWandb()
     monkeypatch.setitem(sys.modules, "wandb", fake)
     run = tmp_path / "run"
-    train(_config(tiny_config, 2), _options(run, data, wandb="my-project"))
+    train(run_config(tiny_config, 2), run_options(run, data, wandb="my-project"))
     assert fake.inits[0]["project"] == "my-project" and fake.inits[0]["id"] == "abc123"
-    assert fake.inits[0]["config"] == _config(tiny_config, 2).to_dict()
+    assert fake.inits[0]["config"] == run_config(tiny_config, 2).to_dict()
     scalars = [(v, s) for v, s in fake.logged if "D/latent_real" in v]
     assert [s for _, s in scalars] == [2]
     images = [v["samples/latent"] for v, _ in fake.logged if "samples/latent" in v]
     assert len(images) == 1 and images[0].pixels.dtype.name == "uint8" and images[0].pixels.shape[2] == 3
     assert fake.finished == 1
     # A resumed run continues the same W&B run.
-    train(_config(tiny_config, 4), _options(run, data, resume=True, wandb="my-project"), {"total_iters"})
+    train(run_config(tiny_config, 4), run_options(run, data, resume=True, wandb="my-project"), {"total_iters"})
     assert fake.inits[1]["id"] == "abc123" and fake.inits[1]["resume"] == "allow"
     # Without the package, asking for it is a clear error; without asking, nothing needs it.
     monkeypatch.setitem(sys.modules, "wandb", None)
     with pytest.raises(RunError, match="pip install wandb"):
-        train(_config(tiny_config, 2), _options(tmp_path / "other", data, wandb="p"))
-    train(_config(tiny_config, 1), _options(tmp_path / "plain", data))
+        train(run_config(tiny_config, 2), run_options(tmp_path / "other", data, wandb="p"))
+    train(run_config(tiny_config, 1), run_options(tmp_path / "plain", data))
 
 
 def test_newest_checkpoint_is_chosen_by_step_past_six_digits(tmp_path: Path, data: Path, tiny_config: Config) -> None:
@@ -234,7 +210,7 @@ def test_newest_checkpoint_is_chosen_by_step_past_six_digits(tmp_path: Path, dat
     from stargan_v2.train import init_train_state
 
     run = tmp_path / "run"
-    config = _config(tiny_config, 1_000_001)
+    config = run_config(tiny_config, 1_000_001)
     state = init_train_state(config)
     for step in (999_999, 1_000_000):
         state.step = step
@@ -244,6 +220,6 @@ def test_newest_checkpoint_is_chosen_by_step_past_six_digits(tmp_path: Path, dat
     assert rundir.latest_state(run) == rundir.state_path(run, 1_000_000)
     assert load_for_synthesis(run).source == rundir.ema_path(run, 1_000_000)
 
-    result = train(config, _options(run, data, resume=True), explicit={"total_iters"})
+    result = train(config, run_options(run, data, resume=True), explicit={"total_iters"})
     assert result.step == 1_000_001
     assert "resumed at step 1000000 " in (run / "log.txt").read_text()

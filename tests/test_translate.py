@@ -8,7 +8,9 @@ from PIL import Image
 
 from stargan_v2.cli import main
 
-from .synthesis_helpers import one_thread, tiny_checkpoint, write_image  # noqa: F401 (one_thread: autouse)
+from .synthesis_helpers import tiny_checkpoint, write_image
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -11,7 +11,9 @@ from stargan_v2 import StarGANv2
 from stargan_v2.cli import main
 from stargan_v2.video import ease, frame_count, interpolation_frames, reference_video, style_schedule
 
-from .synthesis_helpers import one_thread, tiny_checkpoint, write_image  # noqa: F401 (one_thread: autouse)
+from .synthesis_helpers import tiny_checkpoint, write_image
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
