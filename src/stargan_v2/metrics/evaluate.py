@@ -470,6 +470,41 @@ def evaluate_mode(
     return {"tasks": per_task, "mean": mean_over_tasks(per_task)}
 
 
+def _protocol(
+    data: EvalData,
+    train: DomainFolders,
+    val: DomainFolders,
+    img_size: int,
+    num_outputs: int,
+    feature_net: FeatureNet,
+    lpips_batch: int,
+) -> dict[str, Any]:
+    """The report's description of what was measured: domains, counts, data folders and how images and LPIPS
+    were prepared and averaged."""
+    return {
+        "domains": list(data.domains),
+        "img_size": img_size,
+        "num_outputs": num_outputs,
+        "num_tasks": len(tasks(len(data.domains))),
+        "sources_per_domain": {d: len(v) for d, v in zip(data.domains, data.val, strict=True)},
+        "references_per_domain": {d: len(r) for d, r in zip(data.domains, data.references, strict=True)},
+        "train_images_per_domain": dict(zip(data.domains, data.train_counts, strict=True)),
+        "train_data": str(train.root),
+        "val_data": str(val.root),
+        "fid_preprocessing": {
+            "model_size": MODEL_SIZE_PREPROCESSING,
+            "to_inception_input": feature_net.describe().get("resize_description", "the feature network's own"),
+        },
+        "lpips_averaging": {
+            "lpips": f"the authors': mean over batches of {lpips_batch} sources (in a seeded shuffled order, "
+            "as their loader), each batch the mean over its sources; a last partial batch weighs as much as "
+            "a full one",
+            "lpips_per_source": "mean over sources",
+            "batch": lpips_batch,
+        },
+    }
+
+
 def evaluate(
     nets: Nets,
     model_config: ModelConfig,
@@ -526,28 +561,7 @@ def evaluate(
         "seed": seed,
         "fid_network": feature_net.describe(),
         "lpips_network": _describe(lpips),
-        "protocol": {
-            "domains": list(data.domains),
-            "img_size": img_size,
-            "num_outputs": num_outputs,
-            "num_tasks": len(tasks(len(data.domains))),
-            "sources_per_domain": {d: len(v) for d, v in zip(data.domains, data.val, strict=True)},
-            "references_per_domain": {d: len(r) for d, r in zip(data.domains, data.references, strict=True)},
-            "train_images_per_domain": dict(zip(data.domains, data.train_counts, strict=True)),
-            "train_data": str(train.root),
-            "val_data": str(val.root),
-            "fid_preprocessing": {
-                "model_size": MODEL_SIZE_PREPROCESSING,
-                "to_inception_input": feature_net.describe().get("resize_description", "the feature network's own"),
-            },
-            "lpips_averaging": {
-                "lpips": f"the authors': mean over batches of {lpips_batch} sources (in a seeded shuffled order, "
-                "as their loader), each batch the mean over its sources; a last partial batch weighs as much as "
-                "a full one",
-                "lpips_per_source": "mean over sources",
-                "batch": lpips_batch,
-            },
-        },
+        "protocol": _protocol(data, train, val, img_size, num_outputs, feature_net, lpips_batch),
     }
     for mode in modes:
         t = time.perf_counter()

@@ -405,6 +405,47 @@ def _grouped_mse(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequence[Se
     return functools.reduce(operator.add, (squared[:, g].sum() / mask[:, g].sum().clamp_min(1) for g in groups))
 
 
+def _standardise(oracle: Oracle, targets: Targets) -> None:
+    """Set the oracle's target statistics from the training targets (visible values only for style)."""
+    oracle.content_mean.copy_(targets.content.mean(0))
+    oracle.content_std.copy_(targets.content.std(0).clamp_min(1e-6))
+    weight = targets.style_mask.sum(0).clamp_min(1)
+    style_mean = (targets.style * targets.style_mask).sum(0) / weight
+    style_var = (((targets.style - style_mean) * targets.style_mask) ** 2).sum(0) / weight
+    oracle.style_mean.copy_(style_mean)
+    oracle.style_std.copy_(style_var.sqrt().clamp_min(1e-6))
+
+
+def _loss_groups(layout: TargetLayout) -> tuple[list[list[int]], list[list[int]]]:
+    """Columns whose errors are averaged together: the pose and the other content; each style attribute."""
+    content_groups = [
+        [layout.content_column(k) for k in POSE_KEYS],
+        [i for i, name in enumerate(layout.content) if name not in POSE_KEYS],
+    ]
+    style_keys = dict.fromkeys(name.partition("[")[0] for name in layout.style)
+    return content_groups, [layout.style_columns(k) for k in style_keys]
+
+
+def _oracle_loss(
+    oracle: Oracle,
+    x: Tensor,
+    t: Targets,
+    content_groups: Sequence[Sequence[int]],
+    style_groups: Sequence[Sequence[int]],
+) -> Tensor:
+    """Domain and pattern cross-entropy plus the grouped errors of the standardised content and style."""
+    device = x.device
+    out = oracle(x)
+    content = (t.content.to(device) - oracle.content_mean) / oracle.content_std
+    style = (t.style.to(device) - oracle.style_mean) / oracle.style_std
+    return (
+        F.cross_entropy(out["domain_logits"], t.domain.to(device))
+        + 2 * F.cross_entropy(out["pattern_logits"], t.pattern.to(device))
+        + _grouped_mse(out["content"], content, torch.ones_like(content), content_groups)
+        + _grouped_mse(out["style"], style, t.style_mask.to(device), style_groups)
+    )
+
+
 def train_oracle(
     dataset_dir: str | os.PathLike,
     img_size: int,
@@ -441,22 +482,10 @@ def train_oracle(
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed + _SEED_OFFSET)
         oracle = Oracle(img_size, layout, len(procedural.DOMAINS), len(procedural.PATTERNS))
-        # Standardise the regression targets with their training statistics (visible values only for style).
-        oracle.content_mean.copy_(targets.content.mean(0))
-        oracle.content_std.copy_(targets.content.std(0).clamp_min(1e-6))
-        weight = targets.style_mask.sum(0).clamp_min(1)
-        style_mean = (targets.style * targets.style_mask).sum(0) / weight
-        style_var = (((targets.style - style_mean) * targets.style_mask) ** 2).sum(0) / weight
-        oracle.style_mean.copy_(style_mean)
-        oracle.style_std.copy_(style_var.sqrt().clamp_min(1e-6))
+        _standardise(oracle, targets)
         oracle.to(device).train()
 
-        content_groups = [
-            [layout.content_column(k) for k in POSE_KEYS],
-            [i for i, name in enumerate(layout.content) if name not in POSE_KEYS],
-        ]
-        style_keys = dict.fromkeys(name.partition("[")[0] for name in layout.style)
-        style_groups = [layout.style_columns(k) for k in style_keys]
+        content_groups, style_groups = _loss_groups(layout)
         optimizer = torch.optim.Adam(oracle.parameters(), lr=lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
         g = torch.Generator().manual_seed(seed + _SEED_OFFSET)
@@ -466,15 +495,7 @@ def train_oracle(
                 order = torch.cat([order, torch.randperm(num_images, generator=g)])
             rows, order = order[:batch_size], order[batch_size:]
             x, t = _augment(x_all[rows], targets.index(rows), layout, g)
-            out = oracle(x.to(device))
-            content = (t.content.to(device) - oracle.content_mean) / oracle.content_std
-            style = (t.style.to(device) - oracle.style_mean) / oracle.style_std
-            loss = (
-                F.cross_entropy(out["domain_logits"], t.domain.to(device))
-                + 2 * F.cross_entropy(out["pattern_logits"], t.pattern.to(device))
-                + _grouped_mse(out["content"], content, torch.ones_like(content), content_groups)
-                + _grouped_mse(out["style"], style, t.style_mask.to(device), style_groups)
-            )
+            loss = _oracle_loss(oracle, x.to(device), t, content_groups, style_groups)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
