@@ -93,6 +93,20 @@ def test_time_budget(tmp_path: Path, data: Path, tiny_config: Config) -> None:
     assert result.state_path.is_file() and result.ema_path.is_file()
 
 
+def test_a_time_budget_prints_its_plan_after_a_measured_warm_up(
+    tmp_path: Path, data: Path, tiny_config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After 5 + 20 steps the run says what a step costs and how many steps the budget gives, on screen and in
+    the log."""
+    result = train(run_config(tiny_config, 40), run_options(tmp_path / "run", data, minutes=30.0))
+    assert result.reason == "finished"
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("plan: ")]
+    assert len(printed) == 1 and "s per step (measured over steps 5-25), so about " in printed[0]
+    expected = int(printed[0].split("so about ")[1].split()[0])
+    assert expected > 40  # 30 minutes are far more than 40 steps of the tiny model
+    assert printed[0] in (tmp_path / "run" / "log.txt").read_text()
+
+
 def test_existing_run_is_not_overwritten(tmp_path: Path, data: Path, tiny_config: Config) -> None:
     run = tmp_path / "run"
     train(run_config(tiny_config, 2), run_options(run, data))

@@ -435,7 +435,9 @@ class _Plan:
             )
             self.log.note(message)
             if self.announce:
-                print(message, flush=True)
+                from tqdm.auto import tqdm
+
+                tqdm.write(message)  # on its own line above a progress bar, if one is drawn
             self.done = True
 
 
