@@ -4,8 +4,9 @@ Three settings change how fast a step runs, none what it computes beyond float r
 
 * ``precision``: ``fp32``, or ``bf16`` autocast of the forward passes (weights and optimiser states stay fp32).
   bf16 pays only where the hardware computes in it natively: GPUs from Ampere on, and CPUs with AVX-512 BF16
-  or AMX. A CPU without them emulates it, about 8x slower than fp32 (measured on an AVX2-only AMD EPYC Zen 3),
-  so ``auto`` never picks it there and an explicit ``bf16`` warns once.
+  or AMX. A CPU without them emulates it, 5-9x slower than fp32 (the demo preset on an AVX2-only AMD EPYC
+  Zen 3: 5.1x on 2026-12-07, 8.6x in issue 13), so ``auto`` never picks it there and an explicit ``bf16``
+  warns once.
 * ``resampling``: ``fused`` folds each 2x2 average pooling and 2x nearest upsampling into the neighbouring 3x3
   convolution (4/9 of its multiply-adds); ``separate`` is the authors' order of operations.
 * ``channels_last``: NHWC weights and feature maps, the CPU convolution library's own layout.
@@ -91,7 +92,7 @@ def resolve_speed(
         what = "CPU" if device.type == "cpu" else "device"
         warnings.warn(
             f"--precision bf16 on a {what} without native bfloat16 ({_what_is_missing(device)}): it is emulated, "
-            "several times slower than fp32 (about 8x on an AVX2-only CPU); leave --precision at auto or use fp32",
+            "several times slower than fp32 (5-9x on an AVX2-only CPU); leave --precision at auto or use fp32",
             SlowSettingWarning,
             stacklevel=2,
         )
