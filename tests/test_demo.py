@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -19,7 +20,7 @@ from stargan_v2.config import preset
 from stargan_v2.demo import DemoOptions, figures_table, run_demo
 from stargan_v2.metrics import quality
 from stargan_v2.metrics.oracle import train_oracle
-from stargan_v2.report import MIN_CELL
+from stargan_v2.report import MIN_CELL, _interp
 
 
 def _figures(acc: float) -> dict[str, Any]:
@@ -101,3 +102,14 @@ def test_the_table_has_a_column_per_model_and_mode() -> None:
     ]
     fur = next(row for row in table if row[0].startswith("fur colour error against the reference"))
     assert fur[1:5] == ["", "0.100", "", "0.100"] and fur[-1] == "below the error against the source"
+
+
+def test_the_minutes_axis_extends_past_the_measured_steps_instead_of_piling_up() -> None:
+    """The training plot's minutes axis maps steps to minutes linearly beyond the first and last measurement, so
+    ticks outside that range get their own places (clamped, they all landed on the last point)."""
+    steps, minutes = [250.0, 500.0, 1760.0], [1.4, 2.8, 10.0]
+    out = _interp(np.array([0.0, 250.0, 1000.0, 2000.0]), steps, minutes)
+    assert out[1] == 1.4 and out[0] < 1.4 and out[3] > 10.0
+    assert np.all(np.diff(out) > 0)
+    back = _interp(out, minutes, steps)
+    assert np.allclose(back, [0.0, 250.0, 1000.0, 2000.0])

@@ -160,4 +160,11 @@ def _interp(x: Any, xs: Sequence[float], ys: Sequence[float]) -> Any:
 
     if len(xs) < 2:
         return np.asarray(x, dtype=float) * (ys[0] / xs[0] if xs[0] else 1.0)
-    return np.interp(x, xs, ys, left=None, right=None)
+    # Linear inside the measured points and along the end segments outside them: clamping would put every tick
+    # beyond the last measurement on the last point, labels on top of each other.
+    xv = np.asarray(x, dtype=float)
+    out = np.interp(xv, xs, ys)
+    lo = (ys[1] - ys[0]) / (xs[1] - xs[0]) if xs[1] != xs[0] else 0.0
+    hi = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) if xs[-1] != xs[-2] else 0.0
+    out = np.where(xv < xs[0], ys[0] + (xv - xs[0]) * lo, out)
+    return np.where(xv > xs[-1], ys[-1] + (xv - xs[-1]) * hi, out)
