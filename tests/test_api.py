@@ -277,8 +277,9 @@ def test_high_pass_model_translates_with_the_face_masks():
 
 
 def test_training_states_store_domain_names_too(tmp_path):
-    from stargan_v2.checkpoint import read_domains, save_training_state
+    from stargan_v2.checkpoint import read_domains
     from stargan_v2.train import init_train_state
+    from stargan_v2.training_state import save_training_state
 
     state = init_train_state(preset("tiny"))
     path = save_training_state(state, tmp_path / "state.safetensors", domains=["female", "male"])

@@ -17,9 +17,9 @@ import torch
 import torch.multiprocessing as mp
 
 from stargan_v2 import distributed
-from stargan_v2.checkpoint import load_training_state
 from stargan_v2.config import preset
 from stargan_v2.train import RunSettings, StepInputs, init_train_state, train_step, wrap_ddp
+from stargan_v2.training_state import load_training_state
 
 from .conftest import make_inputs
 from .run_helpers import image_folder

@@ -11,11 +11,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stargan_v2.checkpoint import export_official_optimizers, load_official, save_training_state
+from stargan_v2.checkpoint import export_official_optimizers, load_official
 from stargan_v2.cli import main
 from stargan_v2.config import preset
 from stargan_v2.model import build_nets
 from stargan_v2.train import init_train_state, train_step
+from stargan_v2.training_state import save_training_state
 
 from .conftest import make_inputs, shared_dir
 

@@ -20,9 +20,10 @@ import torch
 import stargan_v2.checkpoint as checkpoint_module
 import stargan_v2.run as run_module
 import stargan_v2.train as train_module
-from stargan_v2.checkpoint import load_ema, load_training_state
+from stargan_v2.checkpoint import load_ema
 from stargan_v2.config import Config
 from stargan_v2.run import NonFiniteError, RunError, list_states, train
+from stargan_v2.training_state import load_training_state
 
 from .run_helpers import image_folder, run_config, run_options, run_weights
 

@@ -12,11 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from stargan_v2.checkpoint import load_for_synthesis, load_training_state
+from stargan_v2.checkpoint import load_for_synthesis
 from stargan_v2.cli import main
 from stargan_v2.config import Config
 from stargan_v2.data import DataError
 from stargan_v2.run import RunError, list_states, train
+from stargan_v2.training_state import load_training_state
 
 from .run_helpers import image_folder, run_config, run_options, run_weights
 
@@ -220,8 +221,9 @@ def test_wandb_logging_is_optional_and_resumes_the_same_run(
 def test_newest_checkpoint_is_chosen_by_step_past_six_digits(tmp_path: Path, data: Path, tiny_config: Config) -> None:
     """``state_1000000`` sorts before ``state_999999`` as a string; resume and synthesis both take 1,000,000."""
     from stargan_v2 import rundir
-    from stargan_v2.checkpoint import save_ema, save_training_state
+    from stargan_v2.checkpoint import save_ema
     from stargan_v2.train import init_train_state
+    from stargan_v2.training_state import save_training_state
 
     run = tmp_path / "run"
     config = run_config(tiny_config, 1_000_001)

@@ -173,9 +173,9 @@ def test_without_a_checkpoint_the_demo_run_then_the_shipped_model_is_used(tmp_pa
     assert "translate: no --checkpoint given" in capsys.readouterr().err
     assert (tmp_path / "out" / "src_dog-seed0.png").is_file()
     # Once `make demo` has trained a model, that one is used.
-    from stargan_v2.checkpoint import save_training_state
     from stargan_v2.config import preset
     from stargan_v2.train import init_train_state
+    from stargan_v2.training_state import save_training_state
 
     save_training_state(init_train_state(preset("tiny")), Path("demo_output/run/checkpoints/state_000010.safetensors"))
     assert default_checkpoint("serve") == Path("demo_output") / "run"
