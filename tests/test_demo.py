@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 import stargan_v2.metrics.monitor as monitor_module
-from stargan_v2 import assets
+from stargan_v2 import assets, procedural
 from stargan_v2.config import preset
-from stargan_v2.demo import DemoOptions, figures_table, run_demo
+from stargan_v2.demo import DemoOptions, demo_folders, figures_table, run_demo
 from stargan_v2.metrics import quality
 from stargan_v2.metrics.oracle import train_oracle
 from stargan_v2.report import MIN_CELL, _interp
@@ -113,3 +113,30 @@ def test_the_minutes_axis_extends_past_the_measured_steps_instead_of_piling_up()
     assert np.all(np.diff(out) > 0)
     back = _interp(out, minutes, steps)
     assert np.allclose(back, [0.0, 250.0, 1000.0, 2000.0])
+
+
+def test_demo_replaces_an_old_dataset_and_keeps_its_run(tmp_path: Path) -> None:
+    options = DemoOptions(out=tmp_path, per_domain=2, val_per_domain=1, data_size=32)
+    data, run_dir = demo_folders(tmp_path, options)
+    (run_dir / "checkpoints").mkdir(parents=True)
+    png = data / "train" / "cat" / "00000.png"
+    stamp = png.stat().st_mtime_ns
+    # The same arguments: the dataset and the run are re-used as they are.
+    assert demo_folders(tmp_path, options) == (data, run_dir)
+    assert png.stat().st_mtime_ns == stamp and run_dir.is_dir()
+    # A dataset of the generator's version 1: made again, and the run trained on it set aside, not deleted.
+    manifest = json.loads((data / "dataset.json").read_text())
+    (data / "dataset.json").write_text(json.dumps({**manifest, "version": 1}))
+    assert demo_folders(tmp_path, options) == (data, run_dir)
+    assert json.loads((data / "dataset.json").read_text())["version"] == procedural.VERSION
+    assert not run_dir.exists()
+    (kept,) = tmp_path.glob("run.before-*")
+    assert (kept / "checkpoints").is_dir()
+
+
+def test_demo_leaves_a_foreign_data_folder_alone(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="empty folder"):
+        demo_folders(tmp_path, DemoOptions(out=tmp_path, per_domain=2, val_per_domain=1, data_size=32))
+    assert (tmp_path / "data" / "mine.txt").read_text() == "keep me"

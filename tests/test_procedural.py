@@ -85,7 +85,7 @@ def test_sample_params_is_deterministic_and_json_ready() -> None:
 
 def test_sample_params_ranges_and_variety() -> None:
     rng = np.random.default_rng(0)
-    drawn = [sample_params(rng, d % 3) for d in range(300)]
+    drawn = [sample_params(rng, d % 3, markings=True) for d in range(300)]
     cx = [p["content"]["cx"] for p in drawn]
     angle = [p["content"]["angle"] for p in drawn]
     scale = [p["content"]["scale"] for p in drawn]
@@ -95,6 +95,29 @@ def test_sample_params_ranges_and_variety() -> None:
     assert {p["style"]["pattern"] for p in drawn} == set(PATTERNS)
     fur = np.array([p["style"]["fur_rgb"] for p in drawn])
     assert (fur.std(axis=0) > 0.15).all()  # Fur colours really vary.
+    # Every image has the same sky and ground colours: only their layout (horizon, sun) is content.
+    assert not {"sky_hue", "ground_hue"} & drawn[0]["content"].keys()
+
+
+def test_markings_only_on_request_and_colours_unchanged() -> None:
+    plain = [sample_params(np.random.default_rng(i), i % 3) for i in range(60)]
+    marked = [sample_params(np.random.default_rng(i), i % 3, markings=True) for i in range(60)]
+    assert {p["style"]["pattern"] for p in plain} == {"solid"}
+    assert {p["style"]["pattern"] for p in marked} == set(PATTERNS)
+    # The same numbers are drawn either way: only the pattern differs.
+    for a, b in zip(plain, marked, strict=True):
+        assert a["content"] == b["content"]
+        assert {k: v for k, v in a["style"].items() if k != "pattern"} == {
+            k: v for k, v in b["style"].items() if k != "pattern"
+        }
+
+
+def test_version_1_parameters_still_render_with_their_own_background() -> None:
+    p = params(3, 0)
+    old = copy.deepcopy(p)
+    old["content"].update(sky_hue=0.05, ground_hue=0.35)  # a version 1 image's hues: red sky, green ground
+    corner_new, corner_old = render(p, 32).getpixel((0, 0)), render(old, 32).getpixel((0, 0))
+    assert corner_new != corner_old and corner_old[0] > corner_old[2]
 
 
 def test_domain_does_not_change_content_or_style() -> None:
@@ -248,12 +271,13 @@ def test_make_dataset_layout(tmp_path: Path) -> None:
     manifest = json.loads((out / "dataset.json").read_text())
     assert manifest == {
         "kind": "stargan-v2/procedural",
-        "version": 1,
+        "version": 2,
         "size": 32,
         "seed": 5,
         "domains": list(DOMAINS),
         "per_domain": 3,
         "val_per_domain": 2,
+        "markings": False,
     }
     for split, count in (("train", 3), ("val", 2)):
         assert sorted(p.name for p in (out / split).iterdir()) == list(DOMAINS)
@@ -280,6 +304,10 @@ def test_make_dataset_is_deterministic(tmp_path: Path) -> None:
     assert all(a[k] == v for k, v in c.items() if k != "dataset.json")
     d = files(make_dataset(tmp_path / "d", size=32, per_domain=4, val_per_domain=1, seed=2))
     assert a["train/cat/00000.png"] != d["train/cat/00000.png"]
+    e = make_dataset(tmp_path / "e", size=32, per_domain=4, val_per_domain=1, seed=1, markings=True)
+    assert json.loads((e / "dataset.json").read_text())["markings"] is True
+    patterns = {json.loads(p.read_text())["style"]["pattern"] for p in (e / "train").rglob("*.json")}
+    assert patterns - {"solid"}  # 12 draws from three patterns: markings appear
 
 
 def test_make_dataset_reuse_and_refusal(tmp_path: Path) -> None:
@@ -290,6 +318,8 @@ def test_make_dataset_reuse_and_refusal(tmp_path: Path) -> None:
     assert png.stat().st_mtime_ns == stamp  # Re-used, not rewritten.
     with pytest.raises(FileExistsError, match="data"):
         make_dataset(out, size=32, per_domain=3, val_per_domain=1)
+    with pytest.raises(FileExistsError, match="markings=True"):
+        make_dataset(out, size=32, per_domain=2, val_per_domain=1, markings=True)
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "cat.png").write_bytes(b"")

@@ -111,6 +111,28 @@ def test_oracle_training_is_deterministic_and_leaves_the_global_rng_alone(datase
         assert torch.equal(p, q), name
 
 
+def test_a_dataset_of_another_generator_version_is_refused(tmp_path):
+    old = procedural.make_dataset(tmp_path / "old", size=SIZE, per_domain=1, val_per_domain=1)
+    manifest = json.loads((old / "dataset.json").read_text())
+    (old / "dataset.json").write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(ValueError, match=r"version 1 .*make-dataset"):
+        load_or_train_oracle(old, SIZE, cache_dir=tmp_path / "cache")
+
+
+def test_the_oracle_learns_markings_only_from_a_dataset_with_markings(tmp_path):
+    marked = procedural.make_dataset(tmp_path / "m", size=SIZE, per_domain=1, val_per_domain=1, markings=True)
+    plain = procedural.make_dataset(tmp_path / "p", size=SIZE, per_domain=1, val_per_domain=1)
+    _, with_marks = oracle_module.render_training_set(0, SIZE, SIZE, 30, markings=True)
+    _, without = oracle_module.render_training_set(0, SIZE, SIZE, 30)
+    assert {p["style"]["pattern"] for p in without} == {"solid"}
+    assert {p["style"]["pattern"] for p in with_marks} == set(procedural.PATTERNS)
+    # Each kind of dataset has its own cached oracle.
+    paths = {oracle_path(tmp_path, 0, SIZE, SIZE, markings=m) for m in (False, True)}
+    assert len(paths) == 2
+    assert oracle_module.dataset_markings(oracle_module.read_manifest(marked))
+    assert not oracle_module.dataset_markings(oracle_module.read_manifest(plain))
+
+
 def test_a_folder_that_is_not_the_procedural_dataset_is_refused(tmp_path):
     for name in ("cat", "dog", "fox"):
         (tmp_path / "train" / name).mkdir(parents=True)

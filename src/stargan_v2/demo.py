@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from .checkpoint import load_ema
 from .config import Config, preset
 from .hardware import device_description
 from .model import Nets
-from .procedural import make_dataset
+from .procedural import is_procedural_dataset, make_dataset
 from .run import RunError, RunOptions, RunResult, sample_batch, train
 from .rundir import list_states
 from .speed import resolve_speed
@@ -55,6 +56,44 @@ class DemoOptions:
     shipped: bool = True
 
 
+def _demo_dataset(folder: Path, options: DemoOptions) -> tuple[Path, bool]:
+    """The demo's dataset in ``folder``, and whether it replaced one: a dataset the demo wrote earlier with
+    other arguments or by an older version of the generator is made again (the folder is the demo's own and
+    the files are a function of the arguments); anything else in the folder is left alone."""
+
+    def make() -> Path:
+        return make_dataset(
+            folder,
+            size=options.data_size,
+            per_domain=options.per_domain,
+            val_per_domain=options.val_per_domain,
+            seed=options.seed,
+            workers=2,
+        )
+
+    try:
+        return make(), False
+    except FileExistsError:
+        if not is_procedural_dataset(folder):
+            raise
+    print(f"dataset: replacing {folder}, made with other arguments or by an older version of the generator")
+    shutil.rmtree(folder)
+    return make(), True
+
+
+def demo_folders(out: Path, options: DemoOptions) -> tuple[Path, Path]:
+    """The demo's dataset (made, re-used or replaced) and its run directory under ``out``. A run trained on a
+    dataset that had to be replaced is kept under another name (``run.before-<time>``) rather than continued
+    on data it was not trained on."""
+    data, replaced = _demo_dataset(out / "data", options)
+    run_dir = out / "run"
+    if replaced and run_dir.exists():
+        kept = run_dir.with_name(f"run.before-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(kept)
+        print(f"training: the earlier run was trained on the replaced dataset; kept as {kept}, starting afresh")
+    return data, run_dir
+
+
 def run_demo(options: DemoOptions, config: Config | None = None) -> Path:
     """Dataset, training, quality figures and the report; returns the report's path (``report.html``)."""
     out = Path(options.out)
@@ -66,18 +105,10 @@ def run_demo(options: DemoOptions, config: Config | None = None) -> Path:
 
     # 1. The built-in dataset (re-used when it already exists with the same arguments).
     t0 = time.monotonic()
-    data = make_dataset(
-        out / "data",
-        size=options.data_size,
-        per_domain=options.per_domain,
-        val_per_domain=options.val_per_domain,
-        seed=options.seed,
-        workers=2,
-    )
+    data, run_dir = demo_folders(out, options)
     print(f"dataset: {data} ({time.monotonic() - t0:.1f} s)", flush=True)
 
     # 2. Training for the time budget, measured by the oracle as it goes.
-    run_dir = out / "run"
     result = _train_demo(options, config, data, run_dir)
     if result.ema_path is None:
         raise RunError(f"the demo run in {run_dir} saved no EMA checkpoint ({result.reason}); run the demo again")

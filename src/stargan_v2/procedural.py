@@ -9,15 +9,23 @@ checked on a laptop CPU with no download:
   long floppy ears hanging at the sides, a big muzzle and nose) and ``fox`` (a V-shaped face with flared
   cheeks, a pointed snout and very tall ears). A translation must change the outline of the head, not
   only its colours; the shapes are bold enough to tell apart at 32 px.
-* **Content = pose and background**, shared by all domains and kept by a good translation: head centre
-  (``cx``, ``cy``, fractions of the image), ``scale``, in-plane rotation ``angle`` (degrees, positive turns
-  the head counter-clockwise on screen), and the background: ``horizon`` height, the sun's position
-  (``sun_x``, ``sun_y``) and the sky and ground hues (``sky_hue``, ``ground_hue``). The background colours
-  are content because a translation keeps the source's background; only the head is restyled.
-* **Style = the colours and markings of the animal**: ``fur_rgb``, a ``pattern`` (one of ``PATTERNS``) with
-  its ``pattern_rgb``, ``pattern_scale``, ``pattern_angle`` and ``pattern_phase``, ``eye_rgb``, ``nose_rgb``
-  and ``muzzle_rgb``. Every style can occur in every domain, so reference-guided synthesis can copy a
-  reference's style onto another domain's shape.
+* **Content = pose and the background's layout**, shared by all domains and kept by a good translation: head
+  centre (``cx``, ``cy``, fractions of the image), ``scale``, in-plane rotation ``angle`` (degrees, positive
+  turns the head counter-clockwise on screen), the ``horizon`` height and the sun's position (``sun_x``,
+  ``sun_y``). The sky and the ground have one colour in every image (see below).
+* **Style = the colours of the animal**: ``fur_rgb``, ``eye_rgb``, ``nose_rgb`` and ``muzzle_rgb``, and its
+  markings: a ``pattern`` (one of ``PATTERNS``) with ``pattern_rgb``, ``pattern_scale``, ``pattern_angle`` and
+  ``pattern_phase``. Markings are drawn only in datasets made with ``markings=True``; by default every head
+  is ``solid`` (the marking values are still drawn, and invisible). Every style can occur in every domain, so
+  reference-guided synthesis can copy a reference's style onto another domain's shape.
+
+Why one background colour and no markings by default (version 2; docs/quality.md, sixth round, has the
+measurements): StarGAN v2's generator normalises every feature map (instance norm) and takes each map's
+scale and offset from the style code (AdaIN), so the colours that fill most of an image belong to the style.
+With sky and ground hues that varied, the demo's style encoder read mostly the background (swapping a
+reference's background moved its code three times as far as swapping its fur), and the demo model copied the
+reference's sky instead of its fur. With markings, a 10-minute model drew every head's inside as a mottled
+patchwork whatever the style. Without either, the same 1,200 steps copy the reference's fur colour.
 
 An image is a pure function of its parameters (``render``). ``make_dataset`` writes them in the layout of a
 user's data (``split/domain/*.png``), each image with a JSON file of its parameters, so that translations can
@@ -48,7 +56,9 @@ DOMAINS: tuple[str, ...] = ("cat", "dog", "fox")
 PATTERNS: tuple[str, ...] = ("solid", "spots", "stripes")
 #: ``kind`` written into ``dataset.json``; ``is_procedural_dataset`` looks for it.
 KIND = "stargan-v2/procedural"
-VERSION = 1
+#: 2: one sky and one ground colour for all images (``sky_hue`` and ``ground_hue`` left the content) and
+#: markings only on request. Version 1 datasets still render: their hues are read when present.
+VERSION = 2
 SPLITS: tuple[str, ...] = ("train", "val")
 
 # Images are drawn at this multiple of the output size and box-filtered down, which anti-aliases every edge.
@@ -58,6 +68,9 @@ _SUPERSAMPLE = 4
 _HEAD_RADIUS = 0.38
 _SUN_RADIUS = 0.07
 _SUN_RGB = (1.0, 0.96, 0.78)
+# The sky's and the ground's hue in every image (version 1 drew them per image as content).
+_SKY_HUE = 0.6
+_GROUND_HUE = 0.25
 # Outline and line widths, in head radii.
 _OUTLINE = 0.045
 _LINE = 0.03
@@ -198,12 +211,14 @@ def _u(rng: np.random.Generator, low: float, high: float, digits: int = 4) -> fl
     return round(float(rng.uniform(low, high)), digits)
 
 
-def sample_params(rng: np.random.Generator, domain: int) -> dict[str, Any]:
+def sample_params(rng: np.random.Generator, domain: int, markings: bool = False) -> dict[str, Any]:
     """Draw the parameters of one image of ``domain`` (an index into ``DOMAINS``) from ``rng``.
 
     The domain does not change which numbers are drawn, so the same generator state gives the same content
-    and style in every domain. The result is JSON-ready: ``content`` holds only floats, ``style`` holds
-    ``pattern`` (one of ``PATTERNS``), RGB triples in [0, 1] and floats.
+    and style in every domain. ``markings`` draws the ``pattern`` from ``PATTERNS``; without it every head is
+    ``solid`` (the same numbers are drawn either way, so the colours do not change). The result is
+    JSON-ready: ``content`` holds only floats, ``style`` holds ``pattern`` (one of ``PATTERNS``), RGB triples
+    in [0, 1] and floats.
     """
     if not isinstance(domain, (int, np.integer)) or isinstance(domain, bool) or not 0 <= domain < len(DOMAINS):
         raise ValueError(f"domain must be an index in 0..{len(DOMAINS) - 1} (one of {DOMAINS}), got {domain!r}")
@@ -215,9 +230,6 @@ def sample_params(rng: np.random.Generator, domain: int) -> dict[str, Any]:
         "horizon": _u(rng, 0.55, 0.85),
         "sun_x": _u(rng, 0.1, 0.9),
         "sun_y": _u(rng, 0.08, 0.3),
-        # Hue ranges that do not wrap around keep these usable as regression targets.
-        "sky_hue": _u(rng, 0.45, 0.8),
-        "ground_hue": _u(rng, 0.05, 0.4),
     }
     fur_v = float(rng.uniform(0.3, 0.95))
     fur = _hsv(float(rng.uniform()), float(rng.uniform(0.1, 0.85)), fur_v)
@@ -225,7 +237,8 @@ def sample_params(rng: np.random.Generator, domain: int) -> dict[str, Any]:
     t = float(rng.uniform())
     pattern_v = fur_v + 0.3 + t * (0.7 - fur_v) if fur_v < 0.6 else t * (fur_v - 0.3)
     pattern_rgb = _hsv(float(rng.uniform()), float(rng.uniform(0.0, 0.8)), pattern_v)
-    pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
+    drawn_pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]  # drawn either way: the later draws stay put
+    pattern = drawn_pattern if markings else "solid"
     eye = _hsv(float(rng.uniform()), float(rng.uniform(0.5, 1.0)), float(rng.uniform(0.55, 1.0)))
     # Noses are either dark or pink, with everything in between possible through the continuous draws.
     pink = float(rng.uniform())
@@ -263,9 +276,9 @@ def _domain_name(params: Mapping[str, Any]) -> str:
 
 
 def _background(content: Mapping[str, Any], s: int) -> Image.Image:
-    """The sky, the ground below the horizon and the sun, at canvas size ``s``."""
-    sky = _rgb(colorsys.hsv_to_rgb(float(content["sky_hue"]), 0.35, 0.95))
-    ground = _rgb(colorsys.hsv_to_rgb(float(content["ground_hue"]), 0.55, 0.62))
+    """The sky, the ground below the horizon and the sun, at canvas size ``s`` (a version 1 image's own hues)."""
+    sky = _rgb(colorsys.hsv_to_rgb(float(content.get("sky_hue", _SKY_HUE)), 0.35, 0.95))
+    ground = _rgb(colorsys.hsv_to_rgb(float(content.get("ground_hue", _GROUND_HUE)), 0.55, 0.62))
     img = Image.new("RGB", (s, s), sky)
     draw = ImageDraw.Draw(img)
     x, y, r = float(content["sun_x"]) * s, float(content["sun_y"]) * s, _SUN_RADIUS * s
@@ -397,12 +410,12 @@ def _image_rng(seed: int, split: str, domain: int, index: int) -> np.random.Gene
     return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), domain, index]))
 
 
-def _write_images(job: tuple[str, str, int, int, int, int, int, int]) -> None:
+def _write_images(job: tuple[str, str, int, int, int, int, int, int, bool]) -> None:
     """Write images ``start..stop-1`` of one split and domain into ``root`` (one unit of work for a pool)."""
-    root, split, domain, start, stop, size, seed, digits = job
+    root, split, domain, start, stop, size, seed, digits, markings = job
     folder = Path(root) / split / DOMAINS[domain]
     for i in range(start, stop):
-        params = sample_params(_image_rng(seed, split, domain, i), domain)
+        params = sample_params(_image_rng(seed, split, domain, i), domain, markings)
         stem = folder / f"{i:0{digits}d}"
         render(params, size).save(stem.with_suffix(".png"), format="PNG")
         record = {**params, "size": size, "seed": seed, "split": split, "index": i}
@@ -429,16 +442,20 @@ def make_dataset(
     val_per_domain: int = 100,
     seed: int = 0,
     workers: int = 0,
+    markings: bool = False,
 ) -> Path:
     """Write the procedural dataset into the folder ``out`` and return it as a ``Path``.
 
     Layout, the same as a user's data: ``out/train/<domain>/00000.png`` with ``00000.json`` beside it (the
     image's parameters plus ``size``, ``seed``, ``split`` and ``index``), the same under ``out/val`` when
     ``val_per_domain > 0``, and ``out/dataset.json`` describing the whole. The same arguments give
-    byte-identical files, and each image depends only on (seed, split, domain, index). ``workers > 0`` draws
-    with that many processes. If ``out`` already holds a dataset made with the same arguments it is returned
-    as it is; any other non-empty ``out`` is refused with ``FileExistsError``.
+    byte-identical files, and each image depends only on (seed, split, domain, index, markings). ``markings``
+    draws spots and stripes on the fur (see ``sample_params``). ``workers > 0`` draws with that many processes.
+    If ``out`` already holds a dataset made with the same arguments (and this ``VERSION``) it is returned as it
+    is; any other non-empty ``out`` is refused with ``FileExistsError``.
     """
+    if not isinstance(markings, bool):
+        raise ValueError(f"markings must be True or False, got {markings!r}")
     _check_size(size)
     _check_count("per_domain", per_domain, 1)
     _check_count("val_per_domain", val_per_domain, 0)
@@ -453,6 +470,7 @@ def make_dataset(
         "domains": list(DOMAINS),
         "per_domain": per_domain,
         "val_per_domain": val_per_domain,
+        "markings": markings,
     }
     if out.exists():
         if out.is_dir() and _read_manifest(out) == manifest:
@@ -460,7 +478,8 @@ def make_dataset(
         if not out.is_dir() or any(out.iterdir()):
             raise FileExistsError(
                 f"{out} exists and is not a procedural dataset made with these arguments "
-                f"(size={size}, per_domain={per_domain}, val_per_domain={val_per_domain}, seed={seed}); "
+                f"(size={size}, per_domain={per_domain}, val_per_domain={val_per_domain}, seed={seed}, "
+                f"markings={markings}, version {VERSION}); "
                 "choose a new or empty folder, or delete this one"
             )
 
@@ -478,7 +497,7 @@ def make_dataset(
             for d, name in enumerate(DOMAINS):
                 (tmp / split / name).mkdir(parents=True)
                 for start in range(0, count, 200):
-                    jobs.append((str(tmp), split, d, start, min(start + 200, count), size, seed, digits))
+                    jobs.append((str(tmp), split, d, start, min(start + 200, count), size, seed, digits, markings))
         if workers > 0:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(_write_images, jobs))

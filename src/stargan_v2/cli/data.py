@@ -20,6 +20,11 @@ def add_make_dataset(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     p.add_argument("--workers", type=nonnegative_int, default=0, help="worker processes (default 0)")
+    p.add_argument(
+        "--markings",
+        action="store_true",
+        help="draw spots and stripes on the fur (off by default: a 10-minute demo model cannot draw them yet)",
+    )
     p.set_defaults(func=cmd_make_dataset)
 
 
@@ -51,6 +56,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
         val_per_domain=args.val_per_domain,
         seed=args.seed,
         workers=args.workers,
+        markings=args.markings,
     )
     print(f"wrote {path} ({time.monotonic() - start:.1f} s): train with --data {path / 'train'}")
     return 0

@@ -38,7 +38,7 @@ from .. import procedural
 from ..data import load_image
 
 #: Bump when the network, its targets or its training change: the cache key includes it.
-ORACLE_VERSION = 1
+ORACLE_VERSION = 2
 #: Width of the penultimate layer, the feature vector used for diversity and the Fréchet distance.
 FEATURE_DIM = 128
 #: The four content values that make up the pose; the other content values are the background.
@@ -80,7 +80,19 @@ def read_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any]:
             f"{dataset_dir} was made with domains {manifest.get('domains')}, but this version of the package draws "
             f"{list(procedural.DOMAINS)}; make the dataset again with `stargan-v2 make-dataset`"
         )
+    if manifest.get("version") != procedural.VERSION:
+        raise ValueError(
+            f"{dataset_dir} was made by version {manifest.get('version')} of the procedural generator, but this "
+            f"version of the package draws version {procedural.VERSION} (one background colour, markings only on "
+            "request), so its images do not match the truth the oracle learns; make the dataset again with "
+            "`stargan-v2 make-dataset` into a new folder"
+        )
     return manifest
+
+
+def dataset_markings(manifest: Mapping[str, Any]) -> bool:
+    """Whether a dataset (its ``dataset.json``) was made with ``markings=True``."""
+    return bool(manifest.get("markings", False))
 
 
 def split_files(dataset_dir: str | os.PathLike, split: str, domain: int) -> list[Path]:
@@ -314,7 +326,7 @@ def pose_errors(pred: OraclePrediction, truth: Targets) -> dict[str, Tensor]:
     ``pose_error_center`` is the distance between centres in image fractions, ``pose_error_center_rel`` the
     same in radii of the true head; ``pose_error_scale`` is ``|scale / true scale - 1|``;
     ``pose_error_angle`` is in degrees; ``background_error`` is the mean absolute error of the background
-    values (horizon, sun position, sky and ground hues; all in [0, 1]).
+    values (horizon and sun position; all in [0, 1]).
     """
     layout = pred.layout
     col = {k: layout.content_column(k) for k in POSE_KEYS}
@@ -360,10 +372,14 @@ def heldout_metrics(oracle: Oracle, dataset_dir: str | os.PathLike, batch_size: 
 # ----------------------------------------------------------------------------------------------------------
 
 
-def render_training_set(dataset_seed: int, dataset_size: int, img_size: int, num_images: int) -> tuple[Tensor, list]:
-    """``num_images`` fresh renderings (domains in turn) at the dataset's size, resized like the loader."""
+def render_training_set(
+    dataset_seed: int, dataset_size: int, img_size: int, num_images: int, markings: bool = False
+) -> tuple[Tensor, list]:
+    """``num_images`` fresh renderings (domains in turn) at the dataset's size, resized like the loader; with
+    the dataset's ``markings`` setting."""
     rng = np.random.default_rng(np.random.SeedSequence([dataset_seed, _SEED_OFFSET]))
-    params = [procedural.sample_params(rng, i % len(procedural.DOMAINS)) for i in range(num_images)]
+    domains = len(procedural.DOMAINS)
+    params = [procedural.sample_params(rng, i % domains, markings) for i in range(num_images)]
     chunks = []
     for i in range(0, num_images, 256):
         x = procedural.render_batch(params[i : i + 256], dataset_size)  # (n, 3, size, size) in [-1, 1]
@@ -473,7 +489,8 @@ def train_oracle(
     device = torch.device(device)
     num_images = min(num_images, steps * batch_size)
     start = time.perf_counter()
-    x_all, params = render_training_set(seed, size, img_size, num_images)
+    markings = dataset_markings(manifest)
+    x_all, params = render_training_set(seed, size, img_size, num_images, markings)
     layout = TargetLayout.current()
     targets = encode_targets(params, layout)
     render_s = time.perf_counter() - start
@@ -508,6 +525,8 @@ def train_oracle(
         "version": ORACLE_VERSION,
         "dataset_seed": seed,
         "dataset_size": size,
+        "dataset_version": procedural.VERSION,
+        "markings": markings,
         "img_size": img_size,
         "domains": list(procedural.DOMAINS),
         "patterns": list(procedural.PATTERNS),
@@ -542,11 +561,13 @@ def oracle_path(
     img_size: int,
     steps: int = DEFAULT_STEPS,
     num_images: int = DEFAULT_NUM_IMAGES,
+    markings: bool = False,
 ) -> Path:
     """The cache file of an oracle; a non-default training budget (as in tests) gets its own file."""
     default = steps == DEFAULT_STEPS and num_images == DEFAULT_NUM_IMAGES
     budget = "" if default else f"_steps{steps}_images{num_images}"
-    name = f"oracle_seed{seed}_data{size}_img{img_size}_v{ORACLE_VERSION}{budget}.safetensors"
+    kind = "_markings" if markings else ""
+    name = f"oracle_seed{seed}_data{size}{kind}_img{img_size}_v{ORACLE_VERSION}{budget}.safetensors"
     return Path(cache_dir) / name
 
 
@@ -593,13 +614,14 @@ def load_or_train_oracle(
 ) -> Oracle:
     """The oracle for this dataset and image size: from the cache, or trained (and cached) on first use.
 
-    The cache key is (dataset seed, dataset image size, ``img_size``, ``ORACLE_VERSION``): the oracle
-    depends on nothing else, so datasets made with the same seed and size share it. ``steps`` and
+    The cache key is (dataset seed, dataset image size, markings, ``img_size``, ``ORACLE_VERSION``): the
+    oracle depends on nothing else, so datasets made with the same arguments share it. ``steps`` and
     ``num_images`` change the training budget (see ``train_oracle``); a non-default budget is cached apart.
     """
     manifest = read_manifest(dataset_dir)
     seed, size = int(manifest["seed"]), int(manifest["size"])
-    path = oracle_path(cache_dir or default_cache_dir(), seed, size, img_size, steps, num_images)
+    markings = dataset_markings(manifest)
+    path = oracle_path(cache_dir or default_cache_dir(), seed, size, img_size, steps, num_images, markings)
     if path.exists() and path.with_suffix(".json").exists():
         try:
             return load_oracle(path, device)
