@@ -317,7 +317,7 @@ def _presets() -> dict[str, Config]:
             TrainConfig(lambda_sty=1.0, lambda_ds=1.0, lambda_cyc=1.0),
         ),
         # The demo: the built-in dataset at 32 px, small enough to train on a 2-core laptop CPU in about ten
-        # minutes (0.2 s a step on an AMD EPYC Zen 4, about 0.35 s on a Zen 3). A run this short needs three
+        # minutes (0.2 s a step on an AMD EPYC Zen 4, about 0.3 s on a Zen 3). A run this short needs three
         # departures from the paper: the mapping network learns at the rate of the other nets (f_lr=1e-6 assumes
         # 100k steps; a few thousand would leave F at its initialisation); the EMA averages over about 100 steps
         # instead of 1000 (with beta=0.999 the EMA nets still hold 0.999**1000 = 37% of the random initialisation
