@@ -131,6 +131,10 @@ def test_the_oracle_learns_markings_only_from_a_dataset_with_markings(tmp_path):
     assert len(paths) == 2
     assert oracle_module.dataset_markings(oracle_module.read_manifest(marked))
     assert not oracle_module.dataset_markings(oracle_module.read_manifest(plain))
+    # train_oracle takes the setting from the dataset it is given.
+    for dataset, expected in ((marked, True), (plain, False)):
+        trained = oracle_module.train_oracle(dataset, SIZE, steps=1, num_images=8, batch_size=8)
+        assert trained.info["markings"] is expected and trained.info["dataset_version"] == procedural.VERSION
 
 
 def test_a_folder_that_is_not_the_procedural_dataset_is_refused(tmp_path):
