@@ -203,6 +203,26 @@ def test_folded_resampling_equals_the_separate_operations() -> None:
     torch.testing.assert_close(upsample_conv3x3(x, conv), want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_folded_kernels_keep_the_weights_layout(channels_last: bool) -> None:
+    """The 4x4 kernels are one matrix product on the weight's own memory: same values in either layout, and a
+    channels_last weight gives a channels_last kernel (so the convolution does not reorder it)."""
+    from stargan_v2.model import _fold, _taps
+
+    conv = torch.nn.Conv2d(5, 7, 3, 1, 1).double()
+    want = {kind: _fold(conv.weight, _taps(kind, conv.weight.device, torch.float64)) for kind in ("pool", "upsample")}
+    if channels_last:
+        conv = conv.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 5, 8, 6, dtype=torch.float64)
+    for kind in ("pool", "upsample"):
+        kernel = _fold(conv.weight, _taps(kind, conv.weight.device, torch.float64))
+        torch.testing.assert_close(kernel, want[kind], rtol=1e-12, atol=1e-12)
+        assert kernel.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(conv3x3_avgpool(x, conv), torch.nn.functional.avg_pool2d(conv(x), 2), rtol=0, atol=1e-12)
+    up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    torch.testing.assert_close(upsample_conv3x3(x, conv), conv(up), rtol=0, atol=1e-12)
+
+
 def _grads(net: torch.nn.Module, x: torch.Tensor, fused: bool, *extra: torch.Tensor) -> list[torch.Tensor]:
     """Output, input gradient, and the weight gradients of (sum of outputs + squared input-gradient norm)."""
     set_fused_resampling(net, fused)

@@ -59,15 +59,17 @@ def select_domain(per_domain: Tensor, y: Tensor) -> Tensor:
 # offsets, a quarter each; 2x nearest upsampling followed by a 3x3 conv is one stride-2 transposed conv whose
 # 4x4 kernel sums the 3x3 taps that land on the same input pixel. Both keep padding 1 exact (the zero border of
 # the large map is the zero border of the small one) and do 4/9 of the multiply-adds, without the full-size
-# intermediate map. The same folding is applied to each of the two spatial axes, so each is a (4, 3) matrix.
+# intermediate map. The same folding is applied to each of the two spatial axes, so each is a (4, 3) matrix,
+# and the 16 taps of the 4x4 kernel are a fixed (16, 9) matrix (the Kronecker product) times the 9 of the 3x3.
 _POOL_TAPS = ((1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 1.0, 1.0), (0.0, 0.0, 1.0))  # halved when used
 _UPSAMPLE_TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
 
 
 def _make_taps(kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    taps = torch.tensor(_POOL_TAPS if kind == "pool" else _UPSAMPLE_TAPS, dtype=dtype, device=device)
     if kind == "pool":
-        return torch.tensor(_POOL_TAPS, dtype=dtype, device=device) / 2
-    return torch.tensor(_UPSAMPLE_TAPS, dtype=dtype, device=device)
+        taps = taps / 2
+    return torch.kron(taps, taps)  # (16, 9): row 4p+q, column 3u+v holds taps[p, u] * taps[q, v]
 
 
 @functools.lru_cache(maxsize=32)
@@ -78,25 +80,36 @@ def _cached_taps(kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
 
 
 def _taps(kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """The (4, 3) folding matrix: cached per device and dtype in eager mode (no host-to-device copy in the
+    """The (16, 9) folding matrix: cached per device and dtype in eager mode (no host-to-device copy in the
     step); inside ``torch.compile`` a constant of the graph."""
     if torch.compiler.is_compiling():
         return _make_taps(kind, device, dtype)
     return _cached_taps(kind, device, dtype)
 
 
+def _fold(weight: Tensor, taps: Tensor) -> Tensor:
+    """The 4x4 kernel ``taps @ weight`` over the 3x3 taps of each (out, in) pair, as one matrix product.
+
+    The product runs on the weight's own memory (a view, no copy) whether it is stored NCHW or channels_last,
+    and the kernel comes out in the same layout, which is the one the convolution then wants.
+    """
+    c_out, c_in = weight.shape[:2]
+    if weight.is_contiguous():
+        return (weight.reshape(c_out * c_in, 9) @ taps.t()).view(c_out, c_in, 4, 4)
+    nhwc = weight.permute(0, 2, 3, 1).reshape(c_out, 9, c_in)  # a view when the weight is channels_last
+    return torch.matmul(taps, nhwc).view(c_out, 4, 4, c_in).permute(0, 3, 1, 2)
+
+
 def conv3x3_avgpool(x: Tensor, conv: nn.Conv2d) -> Tensor:
     """``avg_pool2d(conv(x), 2)`` for a 3x3, stride-1, padding-1 ``conv``, as one stride-2 4x4 convolution."""
-    taps = _taps("pool", conv.weight.device, conv.weight.dtype)
-    kernel = torch.einsum("pu,oiuv,qv->oipq", taps, conv.weight, taps)
+    kernel = _fold(conv.weight, _taps("pool", conv.weight.device, conv.weight.dtype))
     return F.conv2d(x, kernel, conv.bias, stride=2, padding=1)
 
 
 def upsample_conv3x3(x: Tensor, conv: nn.Conv2d) -> Tensor:
     """``conv(interpolate(x, scale_factor=2, mode="nearest"))`` for a 3x3 padding-1 ``conv``, in one op."""
-    taps = _taps("upsample", conv.weight.device, conv.weight.dtype)
-    kernel = torch.einsum("tu,oiuv,sv->iots", taps, conv.weight, taps)  # (c_in, c_out, 4, 4)
-    return F.conv_transpose2d(x, kernel, conv.bias, stride=2, padding=1)
+    kernel = _fold(conv.weight, _taps("upsample", conv.weight.device, conv.weight.dtype))
+    return F.conv_transpose2d(x, kernel.transpose(0, 1), conv.bias, stride=2, padding=1)  # (c_in, c_out, 4, 4)
 
 
 def set_fused_resampling(module: nn.Module, enabled: bool) -> None:
