@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU rows of docs/BENCHMARKS.md, one `stargan-v2 bench ... --json` object per line into $1
 # (default bench_cpu.jsonl), each with the command that made it. Run it on an otherwise idle machine:
-#   scripts/bench_cpu.sh results.jsonl            (about 8 minutes on a 2-core Zen 3)
+#   scripts/bench_cpu.sh results.jsonl            (about 12 minutes on a 2-core Zen 3)
 # Ours and the authors' amount of work alternate, so a drift of the machine's speed shows in both.
 set -euo pipefail
 out="${1:-bench_cpu.jsonl}"
@@ -20,6 +20,14 @@ for _ in 1 2; do
     row $demo --impl authors
     row $demo
 done
+# Compiled G, F and E: first with an empty inductor cache (the warm-up then includes compiling from scratch,
+# `warmup_sec` in the JSON), then again with the cache that run filled, then the authors' work once more.
+TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)"
+export TORCHINDUCTOR_CACHE_DIR
+row $demo --compile
+row $demo --compile
+unset TORCHINDUCTOR_CACHE_DIR
+row $demo --impl authors
 row train --preset demo --batch-size 8 --warmup 3 --repeats 5
 row $demo --memory-format contiguous
 row $demo --memory-format contiguous --resampling separate

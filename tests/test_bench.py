@@ -8,7 +8,7 @@ import statistics
 import pytest
 import torch
 
-from stargan_v2.bench import authors_train_step, bench_synth, bench_train
+from stargan_v2.bench import authors_train_step, bench_synth, bench_train, to_json
 from stargan_v2.cli import main
 from stargan_v2.config import preset
 from stargan_v2.model import AdainResBlock, ResBlock
@@ -61,8 +61,9 @@ def test_authors_order_of_work_gives_our_update() -> None:
 
 
 def test_train_benchmark_reports_its_figures() -> None:
-    result = bench_train(preset("tiny"), preset_name="tiny", batch_size=2, warmup=0, repeats=2)
+    result = bench_train(preset("tiny"), preset_name="tiny", batch_size=2, warmup=1, repeats=2)
     assert len(result.times) == 2 and all(t > 0 for t in result.times)
+    assert result.warmup_sec > 0 and to_json(result)["warmup_sec"] == result.warmup_sec  # the one warm-up step
     assert result.sec_per_iter == pytest.approx(statistics.median(result.times))
     assert result.images_per_sec == pytest.approx(2 / result.sec_per_iter)
     assert result.peak_mem_mb > 0

@@ -62,6 +62,8 @@ class BenchResult:
     times: list[float]
     settings: dict[str, object]
     machine: dict[str, str]
+    #: Seconds the warm-up iterations took together (with ``--compile``, mostly compiling).
+    warmup_sec: float = 0.0
 
     def summary(self) -> str:
         """A few human-readable lines."""
@@ -78,6 +80,8 @@ class BenchResult:
             lines.append(
                 f"  {self.flops_per_iter / 1e9:.1f} GFLOP per iteration, {self.flops_per_sec / 1e12:.3f} TFLOP/s"
             )
+        if s.get("compile"):
+            lines.append(f"  warm-up (compiling): {self.warmup_sec:.1f} s")
         lines.append(f"  {self.machine['device_name']}, PyTorch {self.machine['torch']}")
         return "\n".join(lines)
 
@@ -173,17 +177,20 @@ def _peak_mem_mb(device: torch.device) -> float:
     return rss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def _time(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
+def _time(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> tuple[float, list[float]]:
+    """Seconds the ``warmup`` calls took together, and each of the ``repeats`` timed calls."""
+    t = time.perf_counter()
     for _ in range(warmup):
         fn()
     _sync(device)
+    warmup_sec = time.perf_counter() - t
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         _sync(device)
         times.append(time.perf_counter() - t)
-    return times
+    return warmup_sec, times
 
 
 def _count_flops(fn: Callable[[], object]) -> float:
@@ -272,7 +279,7 @@ def _measure(
 ) -> BenchResult:
     """Time ``timed`` (median of ``repeats`` after ``warmup``), read the peak memory, count ``counted``'s FLOPs."""
     with _reset_peak(device):
-        times = _time(timed, device, warmup, repeats)
+        warmup_sec, times = _time(timed, device, warmup, repeats)
         peak = _peak_mem_mb(device)
     flops = _count_flops(counted) if count_flops else None
     sec = statistics.median(times)
@@ -286,6 +293,7 @@ def _measure(
         times=times,
         settings=settings,
         machine=machine_info(device),
+        warmup_sec=warmup_sec,
     )
 
 
