@@ -190,6 +190,26 @@ def test_resampling_follows_the_setting(tiny_config: Config, tiny_inputs: StepIn
         RunSettings(precision="auto")
 
 
+def test_channels_last_leaves_the_generator_nchw(tiny_config: Config, tiny_inputs: StepInputs) -> None:
+    """channels_last puts D, E and F (training and EMA copies) in NHWC and keeps G, whose instance norms compute
+    in NCHW, in NCHW; a step then runs and keeps both layouts."""
+    state = init_train_state(tiny_config)
+    settings = RunSettings(channels_last=True)
+    apply_settings(state, settings)
+    train_step(state, tiny_inputs, settings)
+    checked = []
+    for nets in (state.nets, state.nets_ema):
+        for name, net in nets.items():
+            # F is all linear layers; a 1x1 kernel is contiguous in both layouts.
+            weights = [p for p in net.parameters() if p.dim() == 4 and p.shape[2:] != (1, 1)]
+            nhwc = name != "generator"
+            for p in weights:
+                assert p.is_contiguous(memory_format=torch.channels_last) == nhwc, name
+                assert p.is_contiguous() != nhwc, name
+            checked += [name] if weights else []
+    assert sorted(checked) == ["discriminator", "generator", "generator", "style_encoder", "style_encoder"]
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_adam_moments_loaded_contiguous_follow_a_channels_last_parameter(fused: bool) -> None:
     """A checkpoint's moments are contiguous; once matched to the NHWC parameter, the next Adam step is the one

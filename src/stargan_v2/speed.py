@@ -9,7 +9,8 @@ Three settings change how fast a step runs, none what it computes beyond float r
   warns once.
 * ``resampling``: ``fused`` folds each 2x2 average pooling and 2x nearest upsampling into the neighbouring 3x3
   convolution (4/9 of its multiply-adds); ``separate`` is the authors' order of operations.
-* ``channels_last``: NHWC weights and feature maps, the CPU convolution library's own layout.
+* ``channels_last``: NHWC weights and feature maps of D, E and F, the CPU convolution library's own layout (G,
+  whose instance norms compute in NCHW, keeps NCHW: ``train.speed_up``).
 
 ``auto`` (every command's default) resolves each by the device and the model; ``docs/BENCHMARKS.md`` has the
 measurements behind the rules.

@@ -135,7 +135,7 @@ class RunSettings:
     #: How the training nets resample (``stargan_v2.speed.RESAMPLINGS``): ``fused`` (also what ``auto`` means)
     #: folds pooling and upsampling into the convolutions; ``separate`` is the authors' order of operations.
     resampling: str = "fused"
-    #: Channels_last weights (``apply_settings``) and input images (``train_step``).
+    #: Channels_last weights of D, E and F (G stays NCHW: ``speed_up``) and input images (``train_step``).
     channels_last: bool = False
     #: Compile G, F and E in place when the settings are applied (``speed_up``).
     compile: bool = False
@@ -192,19 +192,26 @@ def apply_settings(state: TrainState, settings: RunSettings) -> None:
     match_optimizer_layout(state.optimizers)
 
 
+#: Nets kept in NCHW when the others are channels_last: those with instance norms (see ``speed_up``).
+NCHW_NETS = ("generator",)
+
+
 def speed_up(nets: Nets, *, channels_last: bool = False, compile_nets: bool = False) -> None:
     """Make ``nets`` faster in place without changing what they compute (up to float rounding).
 
-    ``channels_last`` stores the convolution weights as NHWC, the layout the CPU and GPU convolution libraries
-    work in, so no feature map is reordered before and after each convolution (the caller passes images in
-    that layout too: ``RunSettings.channels_last``). ``compile_nets`` compiles the forward of G, F and E in place
+    ``channels_last`` stores the convolution weights of D, E and F as NHWC, the layout the CPU and GPU
+    convolution libraries work in, so no feature map is reordered before and after each convolution (the caller
+    passes images in that layout too: ``RunSettings.channels_last``). G keeps NCHW (``NCHW_NETS``): PyTorch's
+    instance norm computes in NCHW, so in NHWC each of G's norms copied its input to NCHW and the next
+    convolution copied it back (measured on a Zen 3: G in NCHW makes the demo's step 1.07x and the 256 px step
+    1.33x faster; docs/BENCHMARKS.md). ``compile_nets`` compiles the forward of G, F and E in place
     (``nn.Module.compile``: the modules, their state dict keys and checkpoints stay as they are); D stays eager,
     because R1 differentiates its input gradient again (``create_graph=True``), which compiled graphs do not
     support. The first steps then take longer while the graphs compile.
     """
     for name, module in nets.items():
         if channels_last:
-            module.to(memory_format=torch.channels_last)
+            module.to(memory_format=torch.contiguous_format if name in NCHW_NETS else torch.channels_last)
         if compile_nets and name != "discriminator":
             module.compile()
 

@@ -106,7 +106,8 @@ def add_speed_args(p: argparse.ArgumentParser, resampling: bool = True) -> None:
         "--memory-format",
         choices=MEMORY_FORMATS,
         default="auto",
-        help="channels_last or contiguous weights and feature maps; auto (default): channels_last on the CPU",
+        help="channels_last (D, E and F; G keeps NCHW for its instance norms) or contiguous weights and feature "
+        "maps; auto (default): channels_last on the CPU",
     )
     p.add_argument(
         "--compile",
