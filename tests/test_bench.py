@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,3 +147,23 @@ def test_bench_reports_resampling_and_refuses_fused_authors(capsys: pytest.Captu
     assert json.loads(capsys.readouterr().out)["settings"]["resampling"] == "separate"
     assert main([*argv, "--impl", "authors", "--resampling", "fused"]) == 2
     assert "--impl authors is the authors' fp32 eager iteration" in capsys.readouterr().err
+
+
+def test_ab_script_times_each_variant_in_turns() -> None:
+    """scripts/ab_step.py (the interleaved A/B timing behind BENCHMARKS.md's layout figures) runs and prints one
+    row per variant, the first at 1.00x."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root / "src")}
+    args = ["--preset", "tiny", "--batch-size", "2", "--rounds", "2", "--warmup", "1"]
+    variants = ["ours", "authors", "all-channels-last", "contiguous"]
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "ab_step.py"), *args, *variants],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "x |" in line]
+    assert [r[0].strip() for r in rows] == variants
+    assert rows[0][3].strip() == "1.00x" and all(float(r[1]) > 0 for r in rows)

@@ -1,0 +1,109 @@
+"""Training iterations of several settings, timed in turns in one process (an interleaved A/B comparison).
+
+    python scripts/ab_step.py --preset demo --batch-size 8 --rounds 20 authors ours all-channels-last
+    python scripts/ab_step.py --preset afhq --set w_hpf=0 --set max_conv_dim=64 --img-size 256 --batch-size 2 \\
+        --rounds 3 --warmup 1 ours all-channels-last contiguous
+
+On a shared VM the speed of the machine drifts by 10-20% within minutes, so `stargan-v2 bench` commands run
+one after the other can disagree by more than the difference being measured. Here every variant is built
+first, warmed up, then each round runs one iteration of every variant in turn; the table gives each variant's
+median and its speed relative to the first variant named. The variants:
+
+* ``ours``: ``train_step`` with the settings ``auto`` resolves to on this device (what ``train`` runs);
+* ``authors``: ``bench.authors_train_step``, the authors' amount of work (separate resampling, NCHW);
+* ``all-channels-last``: ours with G in channels_last too (``train.NCHW_NETS`` emptied: the layout before
+  2026-12-07);
+* ``contiguous``: ours with every net in NCHW;
+* ``compiled``: ours with G, F and E compiled (``--compile``; the warm-up then includes compiling).
+
+All variants share this process's allocator setting (ours, tuned, unless ``STARGAN_V2_MALLOC=system``); at the
+demo's size it makes no difference (docs/BENCHMARKS.md), at 256 px it is worth about 1.3x, so there compare
+``authors`` with ``stargan-v2 bench --impl authors`` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from stargan_v2.bench import authors_train_step, random_inputs
+from stargan_v2.config import apply_overrides, preset
+from stargan_v2.hardware import device_description
+from stargan_v2.malloc import malloc_mode_from_env, malloc_state, tune_malloc
+from stargan_v2.speed import SpeedSettings, resolve_speed
+from stargan_v2.train import RunSettings, apply_settings, init_train_state, train_step
+
+VARIANTS = ("ours", "authors", "all-channels-last", "contiguous", "compiled")
+
+
+def build(variant: str, config_args: argparse.Namespace) -> Callable[[], None]:
+    """One iteration of ``variant`` as a function, on a fresh state (same seed for every variant)."""
+    config = preset(config_args.preset)
+    overrides = list(config_args.set)
+    if config_args.img_size is not None:
+        overrides.append(f"img_size={config_args.img_size}")
+    config = apply_overrides(config, overrides)
+    torch.manual_seed(0)
+    state = init_train_state(config)
+    speed = resolve_speed("cpu", config.model)
+    if variant == "authors":
+        speed = SpeedSettings("fp32", "separate", channels_last=False)
+    elif variant == "contiguous":
+        speed = SpeedSettings(speed.precision, speed.resampling, channels_last=False)
+    elif variant == "all-channels-last":
+        speed = SpeedSettings(speed.precision, speed.resampling, channels_last=True)
+    run = RunSettings.from_speed(speed, compile=variant == "compiled")
+    apply_settings(state, run)
+    if variant == "all-channels-last":
+        state.nets.generator.to(memory_format=torch.channels_last)
+        state.nets_ema.generator.to(memory_format=torch.channels_last)
+    inputs = random_inputs(config, config_args.batch_size, torch.device("cpu"), run.channels_last)
+    if variant == "authors":
+        return lambda: authors_train_step(state, inputs)
+    return lambda: train_step(state, inputs, run)
+
+
+def main() -> None:
+    """Build, warm up, time in turns, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", choices=VARIANTS)
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--img-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    if malloc_mode_from_env() == "tuned":
+        tune_malloc()
+    steps = {name: build(name, args) for name in args.variants}
+    warmup = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
+        for _ in range(args.warmup):
+            step()
+        warmup[name] = time.perf_counter() - start
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    print(
+        f"{device_description(torch.device('cpu'))}, {malloc_state()} malloc; preset {args.preset} "
+        f"{' '.join('--set ' + s for s in args.set)}{f' --img-size {args.img_size}' if args.img_size else ''} "
+        f"batch {args.batch_size}; {args.rounds} rounds after {args.warmup} warm-up iterations\n"
+    )
+    print(f"| variant | median s / iteration | min | vs {args.variants[0]} | warm-up s |\n|---|---|---|---|---|")
+    first = statistics.median(times[args.variants[0]])
+    for name, ts in times.items():
+        median = statistics.median(ts)
+        print(f"| {name} | {median:.4f} | {min(ts):.4f} | {first / median:.2f}x | {warmup[name]:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
