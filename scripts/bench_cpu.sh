@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU rows of docs/BENCHMARKS.md, one `stargan-v2 bench ... --json` object per line into $1
 # (default bench_cpu.jsonl), each with the command that made it. Run it on an otherwise idle machine:
-#   scripts/bench_cpu.sh results.jsonl            (about 12 minutes on a 2-core Zen 3)
+#   scripts/bench_cpu.sh results.jsonl            (about 13 minutes on a 2-core Zen 3)
 # Ours and the authors' amount of work alternate, so a drift of the machine's speed shows in both.
 set -euo pipefail
 out="${1:-bench_cpu.jsonl}"
@@ -36,4 +36,5 @@ row $demo --precision bf16 --warmup 1 --repeats 3
 # 256 px, max_conv_dim=64, batch 2: arithmetic dominates.
 row $c256 --impl authors
 row $c256
+row $c256 --memory-format contiguous
 row $c256 --malloc system

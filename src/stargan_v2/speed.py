@@ -10,7 +10,8 @@ Three settings change how fast a step runs, none what it computes beyond float r
 * ``resampling``: ``fused`` folds each 2x2 average pooling and 2x nearest upsampling into the neighbouring 3x3
   convolution (4/9 of its multiply-adds); ``separate`` is the authors' order of operations.
 * ``channels_last``: NHWC weights and feature maps of D, E and F, the CPU convolution library's own layout (G,
-  whose instance norms compute in NCHW, keeps NCHW: ``train.speed_up``).
+  whose instance norms compute in NCHW, keeps NCHW: ``train.speed_up``); ``auto`` uses it on CPUs for small
+  images only (``CPU_NCHW_MIN_IMG_SIZE``).
 
 ``auto`` (every command's default) resolves each by the device and the model; ``docs/BENCHMARKS.md`` has the
 measurements behind the rules.
@@ -33,6 +34,10 @@ MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 #: The smallest image size at which bf16 autocast beats fp32 on a CPU with native bf16 (below it, a step is
 #: bound by per-operator overhead, which bf16 does not reduce and its casts add to).
 CPU_BF16_MIN_IMG_SIZE = 128
+#: From this image size on, ``auto`` keeps every net NCHW on a CPU. Measured on a Zen 3 (AVX2; scripts/ab_step.py):
+#: at 256 px (``max_conv_dim=64``, batch 2) NCHW is 1.06x faster than D, E and F in channels_last, at 32 px (the
+#: demo) 1.07x slower; 64 and 128 px were not measured.
+CPU_NCHW_MIN_IMG_SIZE = 128
 
 
 class SlowSettingWarning(UserWarning):
@@ -79,7 +84,8 @@ def resolve_speed(
     * precision ``auto``: bf16 on a GPU with native bf16; on a CPU with native bf16 for images of at least
       ``CPU_BF16_MIN_IMG_SIZE`` px; fp32 otherwise. An explicit ``bf16`` without native support warns.
     * resampling ``auto``: fused.
-    * memory format ``auto``: channels_last on the CPU; contiguous on GPUs (not measured there yet).
+    * memory format ``auto``: channels_last on the CPU for images below ``CPU_NCHW_MIN_IMG_SIZE`` px;
+      contiguous for larger ones and on GPUs (not measured there yet).
     """
     device = torch.device(device)
     _check("precision", precision, PRECISIONS)
@@ -99,7 +105,8 @@ def resolve_speed(
         )
     if resampling == "auto":
         resampling = "fused"
-    channels_last = memory_format == "channels_last" or (memory_format == "auto" and device.type == "cpu")
+    small = model.img_size < CPU_NCHW_MIN_IMG_SIZE
+    channels_last = memory_format == "channels_last" or (memory_format == "auto" and device.type == "cpu" and small)
     return SpeedSettings(precision, resampling, channels_last)
 
 

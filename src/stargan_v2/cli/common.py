@@ -107,7 +107,7 @@ def add_speed_args(p: argparse.ArgumentParser, resampling: bool = True) -> None:
         choices=MEMORY_FORMATS,
         default="auto",
         help="channels_last (D, E and F; G keeps NCHW for its instance norms) or contiguous weights and feature "
-        "maps; auto (default): channels_last on the CPU",
+        "maps; auto (default): channels_last on the CPU for images below 128 px",
     )
     p.add_argument(
         "--compile",
