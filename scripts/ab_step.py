@@ -31,7 +31,7 @@ from collections.abc import Callable
 import torch
 
 from stargan_v2.bench import authors_train_step, random_inputs
-from stargan_v2.config import apply_overrides, preset
+from stargan_v2.config import Config, preset
 from stargan_v2.hardware import device_description
 from stargan_v2.malloc import malloc_mode_from_env, malloc_state, tune_malloc
 from stargan_v2.speed import SpeedSettings, resolve_speed
@@ -40,13 +40,8 @@ from stargan_v2.train import RunSettings, apply_settings, init_train_state, trai
 VARIANTS = ("ours", "authors", "all-channels-last", "contiguous", "compiled")
 
 
-def build(variant: str, config_args: argparse.Namespace) -> Callable[[], None]:
+def build(variant: str, config: Config, batch_size: int) -> Callable[[], None]:
     """One iteration of ``variant`` as a function, on a fresh state (same seed for every variant)."""
-    config = preset(config_args.preset)
-    overrides = list(config_args.set)
-    if config_args.img_size is not None:
-        overrides.append(f"img_size={config_args.img_size}")
-    config = apply_overrides(config, overrides)
     torch.manual_seed(0)
     state = init_train_state(config)
     speed = resolve_speed("cpu", config.model)
@@ -61,7 +56,7 @@ def build(variant: str, config_args: argparse.Namespace) -> Callable[[], None]:
     if variant == "all-channels-last":
         state.nets.generator.to(memory_format=torch.channels_last)
         state.nets_ema.generator.to(memory_format=torch.channels_last)
-    inputs = random_inputs(config, config_args.batch_size, torch.device("cpu"), run.channels_last)
+    inputs = random_inputs(config, batch_size, torch.device("cpu"), run.channels_last)
     if variant == "authors":
         return lambda: authors_train_step(state, inputs)
     return lambda: train_step(state, inputs, run)
@@ -80,7 +75,9 @@ def main() -> None:
     args = parser.parse_args()
     if malloc_mode_from_env() == "tuned":
         tune_malloc()
-    steps = {name: build(name, args) for name in args.variants}
+    size = [f"img_size={args.img_size}"] if args.img_size is not None else []
+    config = preset(args.preset).override([*args.set, *size])
+    steps = {name: build(name, config, args.batch_size) for name in args.variants}
     warmup = {}
     for name, step in steps.items():
         start = time.perf_counter()

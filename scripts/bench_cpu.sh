@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU rows of docs/BENCHMARKS.md, one `stargan-v2 bench ... --json` object per line into $1
 # (default bench_cpu.jsonl), each with the command that made it. Run it on an otherwise idle machine:
-#   scripts/bench_cpu.sh results.jsonl            (about 13 minutes on a 2-core Zen 3)
+#   scripts/bench_cpu.sh results.jsonl            (about 9 minutes on a 2-core AVX2-only Zen 3)
 # Ours and the authors' amount of work alternate, so a drift of the machine's speed shows in both.
 set -euo pipefail
 out="${1:-bench_cpu.jsonl}"

@@ -203,8 +203,8 @@ def speed_up(nets: Nets, *, channels_last: bool = False, compile_nets: bool = Fa
     convolution libraries work in, so no feature map is reordered before and after each convolution (the caller
     passes images in that layout too: ``RunSettings.channels_last``). G keeps NCHW (``NCHW_NETS``): PyTorch's
     instance norm computes in NCHW, so in NHWC each of G's norms copied its input to NCHW and the next
-    convolution copied it back (measured on a Zen 3: G in NCHW makes the demo's step 1.02-1.07x and the 256 px
-    step 1.33-1.36x faster; docs/BENCHMARKS.md). ``compile_nets`` compiles the forward of G, F and E in place
+    convolution copied it back (measured on an AVX2-only Zen 3: G in NCHW makes the demo's step 1.02-1.07x and
+    the 256 px step 1.33-1.36x faster; docs/BENCHMARKS.md). ``compile_nets`` compiles the forward of G, F and E in place
     (``nn.Module.compile``: the modules, their state dict keys and checkpoints stay as they are); D stays eager,
     because R1 differentiates its input gradient again (``create_graph=True``), which compiled graphs do not
     support. The first steps then take longer while the graphs compile.
