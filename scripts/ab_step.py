@@ -11,6 +11,8 @@ median and its speed relative to the first variant named. The variants:
 
 * ``ours``: ``train_step`` with the settings ``auto`` resolves to on this device (what ``train`` runs);
 * ``authors``: ``bench.authors_train_step``, the authors' amount of work (separate resampling, NCHW);
+* ``channels-last``: ours with D, E and F in channels_last and G in NCHW, whatever ``auto`` resolves to (what
+  ``--memory-format channels_last`` runs);
 * ``all-channels-last``: ours with G in channels_last too (``train.NCHW_NETS`` emptied: the layout before
   2026-12-07);
 * ``contiguous``: ours with every net in NCHW;
@@ -37,7 +39,7 @@ from stargan_v2.malloc import malloc_mode_from_env, malloc_state, tune_malloc
 from stargan_v2.speed import SpeedSettings, resolve_speed
 from stargan_v2.train import RunSettings, apply_settings, init_train_state, train_step
 
-VARIANTS = ("ours", "authors", "all-channels-last", "contiguous", "compiled")
+VARIANTS = ("ours", "authors", "channels-last", "all-channels-last", "contiguous", "compiled")
 
 
 def build(variant: str, config: Config, batch_size: int) -> Callable[[], None]:
@@ -49,7 +51,7 @@ def build(variant: str, config: Config, batch_size: int) -> Callable[[], None]:
         speed = SpeedSettings("fp32", "separate", channels_last=False)
     elif variant == "contiguous":
         speed = SpeedSettings(speed.precision, speed.resampling, channels_last=False)
-    elif variant == "all-channels-last":
+    elif variant in ("channels-last", "all-channels-last"):
         speed = SpeedSettings(speed.precision, speed.resampling, channels_last=True)
     run = RunSettings.from_speed(speed, compile=variant == "compiled")
     apply_settings(state, run)

@@ -155,7 +155,7 @@ def test_ab_script_times_each_variant_in_turns() -> None:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root / "src")}
     args = ["--preset", "tiny", "--batch-size", "2", "--rounds", "2", "--warmup", "1"]
-    variants = ["ours", "authors", "all-channels-last", "contiguous"]
+    variants = ["ours", "authors", "channels-last", "all-channels-last", "contiguous"]
     done = subprocess.run(
         [sys.executable, str(root / "scripts" / "ab_step.py"), *args, *variants],
         capture_output=True,
