@@ -3,11 +3,15 @@
     python scripts/ab_step.py --preset demo --batch-size 8 --rounds 20 authors ours all-channels-last
     python scripts/ab_step.py --preset afhq --set w_hpf=0 --set max_conv_dim=64 --img-size 256 --batch-size 2 \\
         --rounds 3 --warmup 1 ours all-channels-last contiguous
+    python scripts/ab_step.py --preset demo --batch-size 1 2 4 8 16 --threads 1 ours authors
 
 On a shared VM the speed of the machine drifts by 10-20% within minutes, so `stargan-v2 bench` commands run
 one after the other can disagree by more than the difference being measured. Here every variant is built
 first, warmed up, then each round runs one iteration of every variant in turn; the table gives each variant's
-median and its speed relative to the first variant named. The variants:
+median and its speed relative to the first variant named (at the same batch size). Several batch sizes
+(``--batch-size 1 2 4 8 16``) give every variant one row per size, all timed in the same rounds: how a step's
+time splits into a fixed part and a part per image. ``--threads N`` sets PyTorch's intra-op threads first. The
+variants:
 
 * ``ours``: ``train_step`` with the settings ``auto`` resolves to on this device (what ``train`` runs);
 * ``authors``: ``bench.authors_train_step``, the authors' amount of work (separate resampling, NCHW);
@@ -71,37 +75,52 @@ def main() -> None:
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--img-size", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[8], help="one or more batch sizes")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: PyTorch's)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if any(b < 1 for b in args.batch_size):
+        parser.error(f"every --batch-size must be at least 1, got {args.batch_size}")
     if malloc_mode_from_env() == "tuned":
         tune_malloc()
     size = [f"img_size={args.img_size}"] if args.img_size is not None else []
     config = preset(args.preset).override([*args.set, *size])
-    steps = {name: build(name, config, args.batch_size) for name in args.variants}
+    keys = [(name, batch) for batch in args.batch_size for name in args.variants]
+    steps = {key: build(key[0], config, key[1]) for key in keys}
     warmup = {}
-    for name, step in steps.items():
+    for key, step in steps.items():
         start = time.perf_counter()
         for _ in range(args.warmup):
             step()
-        warmup[name] = time.perf_counter() - start
-    times: dict[str, list[float]] = {name: [] for name in steps}
+        warmup[key] = time.perf_counter() - start
+    times: dict[tuple[str, int], list[float]] = {key: [] for key in steps}
     for _ in range(args.rounds):
-        for name, step in steps.items():
+        for key, step in steps.items():
             start = time.perf_counter()
             step()
-            times[name].append(time.perf_counter() - start)
+            times[key].append(time.perf_counter() - start)
+    batches = " ".join(str(b) for b in args.batch_size)
     print(
         f"{device_description(torch.device('cpu'))}, {malloc_state()} malloc; preset {args.preset} "
         f"{' '.join('--set ' + s for s in args.set)}{f' --img-size {args.img_size}' if args.img_size else ''} "
-        f"batch {args.batch_size}; {args.rounds} rounds after {args.warmup} warm-up iterations\n"
+        f"batch {batches}; {args.rounds} rounds after {args.warmup} warm-up iterations\n"
     )
-    print(f"| variant | median s / iteration | min | vs {args.variants[0]} | warm-up s |\n|---|---|---|---|---|")
-    first = statistics.median(times[args.variants[0]])
-    for name, ts in times.items():
+    print(
+        f"| variant | batch | median s / iteration | min | images/s | vs {args.variants[0]} | warm-up s |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    for (name, batch), ts in times.items():
         median = statistics.median(ts)
-        print(f"| {name} | {median:.4f} | {min(ts):.4f} | {first / median:.2f}x | {warmup[name]:.1f} |")
+        first = statistics.median(times[(args.variants[0], batch)])
+        print(
+            f"| {name} | {batch} | {median:.4f} | {min(ts):.4f} | {batch / median:.1f} | {first / median:.2f}x "
+            f"| {warmup[(name, batch)]:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -150,20 +150,25 @@ def test_bench_reports_resampling_and_refuses_fused_authors(capsys: pytest.Captu
 
 
 def test_ab_script_times_each_variant_in_turns() -> None:
-    """scripts/ab_step.py (the interleaved A/B timing behind BENCHMARKS.md's layout figures) runs and prints one
-    row per variant, the first at 1.00x."""
+    """scripts/ab_step.py (the interleaved A/B timing behind BENCHMARKS.md's layout and batch-size figures) runs
+    and prints one row per variant and batch size, the first variant of each size at 1.00x; a bad thread count
+    is refused by name before anything is built."""
     root = Path(__file__).resolve().parents[1]
+    script = str(root / "scripts" / "ab_step.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root / "src")}
-    args = ["--preset", "tiny", "--batch-size", "2", "--rounds", "2", "--warmup", "1"]
+    args = ["--preset", "tiny", "--batch-size", "1", "2", "--threads", "1", "--rounds", "2", "--warmup", "1"]
     variants = ["ours", "authors", "channels-last", "all-channels-last", "contiguous"]
     done = subprocess.run(
-        [sys.executable, str(root / "scripts" / "ab_step.py"), *args, *variants],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+        [sys.executable, script, *args, *variants], capture_output=True, text=True, timeout=300, env=env
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "x |" in line]
-    assert [r[0].strip() for r in rows] == variants
-    assert rows[0][3].strip() == "1.00x" and all(float(r[1]) > 0 for r in rows)
+    assert [(r[0].strip(), int(r[1])) for r in rows] == [(v, b) for b in (1, 2) for v in variants]
+    assert [r[5].strip() for r in rows if r[0].strip() == "ours"] == ["1.00x", "1.00x"]
+    for r in rows:
+        median, images = float(r[2]), float(r[4])
+        assert median > 0 and images == pytest.approx(int(r[1]) / median, rel=0.05, abs=0.05)
+    bad = subprocess.run(
+        [sys.executable, script, "--threads", "0", "ours"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert bad.returncode == 2 and "--threads must be at least 1, got 0" in bad.stderr
