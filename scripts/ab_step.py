@@ -20,7 +20,10 @@ variants:
 * ``all-channels-last``: ours with G in channels_last too (``train.NCHW_NETS`` emptied: the layout before
   2026-12-07);
 * ``contiguous``: ours with every net in NCHW;
-* ``compiled``: ours with G, F and E compiled (``--compile``; the warm-up then includes compiling).
+* ``compiled``: ours with G, F and E compiled (``--compile``; the warm-up then includes compiling). With several
+  batch sizes each size is compiled for its own static shape, as ``train`` compiles for its one batch size
+  (without this, dynamo would build a graph with a dynamic batch dimension at the second size and use it for
+  every later one, which is not what training runs).
 
 All variants share this process's allocator setting (ours, tuned, unless ``STARGAN_V2_MALLOC=system``); at the
 demo's size it makes no difference (docs/BENCHMARKS.md), at 256 px it is worth about 1.3x, so there compare
@@ -86,6 +89,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if any(b < 1 for b in args.batch_size):
         parser.error(f"every --batch-size must be at least 1, got {args.batch_size}")
+    if "compiled" in args.variants and len(args.batch_size) > 1:
+        torch._dynamo.config.automatic_dynamic_shapes = False
     if malloc_mode_from_env() == "tuned":
         tune_malloc()
     size = [f"img_size={args.img_size}"] if args.img_size is not None else []
